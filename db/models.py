@@ -1,0 +1,105 @@
+"""SQLAlchemy 2.x models of the catalog.
+
+Revision ``0001`` holds the data side: datasets, their samples and every sample attribute. Later
+revisions add releases, runs, per-sample scores, campaigns, raters and ratings, all keyed on
+``samples.id`` so every pillar can join them.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every catalog table."""
+
+
+class Dataset(Base):
+    """A set of samples: a ``synth`` build (``kind='synth'``) or an imported real set."""
+
+    __tablename__ = "datasets"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True, nullable=False)
+    kind: Mapped[str] = mapped_column(String(32), nullable=False)
+    root: Mapped[str] = mapped_column(Text, nullable=False)
+    recipe: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    info: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    n_samples: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_utcnow)
+
+    samples: Mapped[list[Sample]] = relationship(
+        back_populates="dataset", cascade="all, delete-orphan", passive_deletes=True
+    )
+    attributes: Mapped[list[DatasetAttribute]] = relationship(
+        back_populates="dataset", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class DatasetAttribute(Base):
+    """An attribute column of a dataset with its provenance.
+
+    ``provenance`` is one of ``annotated``, ``self-reported``, ``estimated`` (from a metadata table)
+    or ``derived`` (computed from the ground-truth mask by liftlab).
+    """
+
+    __tablename__ = "dataset_attributes"
+    __table_args__ = (UniqueConstraint("dataset_id", "name", name="uq_dataset_attribute"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"), nullable=False)
+    name: Mapped[str] = mapped_column(String(200), nullable=False)
+    provenance: Mapped[str] = mapped_column(String(32), nullable=False)
+
+    dataset: Mapped[Dataset] = relationship(back_populates="attributes")
+
+
+class Sample(Base):
+    """One image of a dataset with its ground truth files (paths relative to ``Dataset.root``)."""
+
+    __tablename__ = "samples"
+    __table_args__ = (UniqueConstraint("dataset_id", "sample_key", name="uq_sample_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    dataset_id: Mapped[int] = mapped_column(
+        ForeignKey("datasets.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    sample_key: Mapped[str] = mapped_column(String(200), nullable=False)
+    split: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    image_path: Mapped[str] = mapped_column(Text, nullable=False)
+    mask_path: Mapped[str | None] = mapped_column(Text, nullable=True)
+    alpha_path: Mapped[str | None] = mapped_column(Text, nullable=True)
+    trimap_path: Mapped[str | None] = mapped_column(Text, nullable=True)
+    has_subject: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+    n_subjects: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
+    width: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    height: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+    dataset: Mapped[Dataset] = relationship(back_populates="samples")
+    attributes: Mapped[list[SampleAttribute]] = relationship(
+        back_populates="sample", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class SampleAttribute(Base):
+    """One attribute value of a sample (``name``/``value`` as text; ``None`` for a missing value)."""
+
+    __tablename__ = "sample_attributes"
+    __table_args__ = (UniqueConstraint("sample_id", "name", name="uq_sample_attribute"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sample_id: Mapped[int] = mapped_column(
+        ForeignKey("samples.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    name: Mapped[str] = mapped_column(String(200), nullable=False, index=True)
+    value: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+    sample: Mapped[Sample] = relationship(back_populates="attributes")

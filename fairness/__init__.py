@@ -1,0 +1,1 @@
+"""liftlab fairness: composition audits of datasets (and, with its own issue, per-group reports)."""

@@ -1,0 +1,291 @@
+"""``synth build``: scan sources, plan, prepare subjects and backgrounds, render, write, register."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from synth.balance import QuotaError, balance_report, cell_of
+from synth.executors import chunk, default_workers, register, run_units
+from synth.plan import SPLITS, make_plan, split_counts
+from synth.prepare import default_cache_dir, load_background, load_foreground
+from synth.recipe import Recipe, load_recipe
+from synth.render import OUTPUT_DIRS, PARTS_DIR, BuildContext, part_path, render_sample
+from synth.sources import QuarantineEntry, scan_backgrounds, scan_foregrounds
+from synth.writers import write_coco, write_lock, write_manifest, write_report, write_webdataset
+
+MARKERS = ("manifest.parquet", "recipe.lock.yaml", PARTS_DIR)
+
+
+class BuildError(RuntimeError):
+    """A build that cannot go on (too many bad inputs, output folder in use, changed recipe...)."""
+
+
+@dataclass
+class BuildResult:
+    out_dir: Path
+    report: dict[str, Any]
+    dataset_id: int | None
+
+
+@register("prep_fg")
+def _prep_fg(ctx: BuildContext, fg_id: str) -> tuple[str, bool]:
+    _, _, hit = load_foreground(ctx.fgs[fg_id], ctx.recipe.edges, ctx.cache_dir)
+    return fg_id, hit
+
+
+@register("prep_bg")
+def _prep_bg(ctx: BuildContext, bg_id: str) -> tuple[str, bool]:
+    _, hit = load_background(ctx.bgs[bg_id], ctx.cache_dir)
+    return bg_id, hit
+
+
+@register("render")
+def _render(ctx: BuildContext, spec) -> str:
+    return render_sample(ctx, spec)["sample_id"]
+
+
+def _prepare_out_dir(out_dir: Path, resume: bool, overwrite: bool) -> None:
+    if out_dir.exists() and any(out_dir.iterdir()):
+        is_build = any((out_dir / m).exists() for m in MARKERS)
+        if resume:
+            if not is_build:
+                raise BuildError(f"{out_dir}: --resume given but the folder holds no synth build")
+            return
+        if overwrite and is_build:
+            for name in list(MARKERS) + [d for d, _ in OUTPUT_DIRS.values()] + [
+                "build_report.json", "build_report.md", "quarantine.json", "coco.json", "shards"
+            ]:
+                p = out_dir / name
+                if p.is_dir():
+                    shutil.rmtree(p)
+                elif p.exists():
+                    p.unlink()
+            return
+        raise BuildError(
+            f"{out_dir} is not empty; pass --resume to finish an interrupted build"
+            + (" or --overwrite to rebuild it" if is_build else " or choose another --out")
+        )
+
+
+def _fingerprint(recipe: Recipe, fgs, bgs) -> str:
+    doc = {
+        "recipe": recipe.model_dump(mode="json", exclude={"cache_dir", "catalog"}),
+        "fg": [(f.fg_id, f.sha256) for f in fgs],
+        "bg": [(b.bg_id, b.sha256) for b in bgs],
+    }
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+
+
+def build(
+    recipe: Recipe | str | Path,
+    out: str | Path | None = None,
+    *,
+    workers: int | None = None,
+    executor: str = "local",
+    ray_address: str | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+    catalog_url: str | None = None,
+) -> BuildResult:
+    """Build a synthetic dataset from a recipe.
+
+    Args:
+        recipe: a :class:`Recipe` or the path of a recipe YAML.
+        out: output folder (default ``runs/<recipe name>``).
+        workers: worker processes (default: all cores); results never depend on it.
+        executor: ``local`` (process pool) or ``ray``.
+        ray_address: Ray cluster address; None starts a local Ray instance.
+        resume: finish an interrupted build in ``out``; finished samples are kept as they are.
+        overwrite: replace an earlier build in ``out``.
+        progress: show progress bars.
+        catalog_url: catalog URL (default ``DATABASE_URL`` or ``./liftlab.db``).
+
+    Returns:
+        The output folder, the build report and the catalog dataset id (None when registration is
+        disabled in the recipe).
+
+    Raises:
+        synth.recipe.RecipeError: invalid recipe (names the field).
+        synth.balance.QuotaError: a quota that cannot be met (names the cells), before any work.
+        BuildError: too many bad inputs, no usable foreground, output folder in use, or a resume
+            with a changed recipe or inputs.
+    """
+    t_start = time.perf_counter()
+    timings: dict[str, float] = {}
+    if not isinstance(recipe, Recipe):
+        recipe = load_recipe(recipe)
+    out_dir = Path(out) if out is not None else Path("runs") / recipe.name
+    _prepare_out_dir(out_dir, resume, overwrite)
+    workers = workers or default_workers()
+    cache_dir = recipe.cache_dir or default_cache_dir()
+
+    # 1. scan
+    t = time.perf_counter()
+    fgs, bgs, quarantine, provenance = [], [], [], {}
+    for pool in recipe.sources.foregrounds:
+        items, q, prov = scan_foregrounds(pool)
+        fgs += items
+        quarantine += q
+        provenance.update(prov)
+    for pool in recipe.sources.backgrounds:
+        items, q = scan_backgrounds(pool)
+        bgs += items
+        quarantine += q
+    timings["scan"] = time.perf_counter() - t
+    n_bad = sum(1 for q in quarantine if q.kind == "bad_input")
+    n_items = len(fgs) + len(bgs) + n_bad
+    if n_items and n_bad / n_items > recipe.quarantine.max_fraction:
+        raise BuildError(
+            f"{n_bad} of {n_items} input items are unusable ({n_bad / n_items:.1%} > quarantine.max_fraction "
+            f"{recipe.quarantine.max_fraction}); first: " + "; ".join(f"{q.item_id}: {q.reason}" for q in quarantine[:5])
+        )
+    if not fgs and recipe.negatives < 1.0:
+        raise BuildError("no usable foreground is left after quarantine: " + "; ".join(f"{q.item_id}: {q.reason}" for q in quarantine[:10]))
+    if not bgs:
+        raise BuildError("no usable background is left after quarantine")
+
+    # 2. plan (quota errors surface here, before any pixel work)
+    t = time.perf_counter()
+    plan = make_plan(recipe, fgs, bgs)
+    fingerprint = _fingerprint(recipe, fgs, bgs)
+    timings["plan"] = time.perf_counter() - t
+    parts = out_dir / PARTS_DIR
+    parts.mkdir(parents=True, exist_ok=True)
+    fp_file = parts / "fingerprint"
+    if resume and fp_file.exists() and fp_file.read_text().strip() != fingerprint:
+        raise BuildError(f"{out_dir}: the recipe or its inputs changed since the interrupted build; rebuild with --overwrite")
+    fp_file.write_text(fingerprint)
+
+    ctx = BuildContext(recipe=recipe, fgs={f.fg_id: f for f in fgs}, bgs={b.bg_id: b for b in bgs}, cache_dir=Path(cache_dir), out_dir=out_dir)
+
+    # 3. prepare what the plan uses, once per input
+    t = time.perf_counter()
+    used_fg = sorted({f for s in plan.specs for f in s.fg_ids})
+    used_bg = sorted({s.bg_id for s in plan.specs} | {s.params["occluder_bg_id"] for s in plan.specs if s.params.get("occluded")})
+    units = [("prep_fg", c) for c in chunk(used_fg, workers)] + [("prep_bg", c) for c in chunk(used_bg, workers)]
+    hits = Counter()
+    with tqdm(total=len(used_fg) + len(used_bg), desc="prepare", unit="src", disable=not progress) as bar:
+        for res in run_units(ctx, units, workers=workers, executor=executor, ray_address=ray_address, on_done=bar.update):
+            for item_id, hit in res:
+                hits[("fg" if item_id in ctx.fgs else "bg", hit)] += 1
+    timings["prepare"] = time.perf_counter() - t
+
+    # 4. render what is not done yet
+    t = time.perf_counter()
+    todo = [s for s in plan.specs if not _is_done(out_dir, s.sample_id)]
+    units = [("render", c) for c in chunk(todo, workers)]
+    with tqdm(total=len(plan.specs), initial=len(plan.specs) - len(todo), desc="composite", unit="img", disable=not progress) as bar:
+        for _ in run_units(ctx, units, workers=workers, executor=executor, ray_address=ray_address, on_done=bar.update):
+            pass
+    timings["composite"] = time.perf_counter() - t
+
+    # 5. dataset-level files
+    t = time.perf_counter()
+    records = [json.loads(part_path(out_dir, s.sample_id).read_text()) for s in plan.specs]
+    write_manifest(out_dir / "manifest.parquet", records)
+    if recipe.output.coco:
+        write_coco(out_dir / "coco.json", out_dir, records)
+    if recipe.output.webdataset:
+        write_webdataset(out_dir, records, recipe.output.shard_size)
+    input_hashes = {"foregrounds": {f.fg_id: f.sha256 for f in fgs}, "backgrounds": {b.bg_id: b.sha256 for b in bgs}}
+    write_lock(out_dir / "recipe.lock.yaml", recipe.model_dump(mode="json"), input_hashes, fingerprint)
+    (out_dir / "quarantine.json").write_text(json.dumps([q.__dict__ for q in quarantine], indent=2))
+    timings["write"] = time.perf_counter() - t
+
+    report = _report(recipe, plan, records, quarantine, hits, out_dir)
+    dataset_id = None
+    if recipe.catalog.enabled:
+        t = time.perf_counter()
+        dataset_id = _register(recipe, out_dir, records, provenance, report, catalog_url)
+        timings["catalog"] = time.perf_counter() - t
+    timings["total"] = time.perf_counter() - t_start
+    report["timings_s"] = {k: round(v, 3) for k, v in timings.items()}
+    report["workers"] = workers
+    report["executor"] = executor
+    write_report(out_dir, report)
+    shutil.rmtree(parts)
+    return BuildResult(out_dir=out_dir, report=report, dataset_id=dataset_id)
+
+
+def _is_done(out_dir: Path, sample_id: str) -> bool:
+    if not part_path(out_dir, sample_id).is_file():
+        return False
+    return all((out_dir / folder / f"{sample_id}{ext}").is_file() for folder, ext in OUTPUT_DIRS.values())
+
+
+def _report(recipe: Recipe, plan, records, quarantine: list[QuarantineEntry], hits: Counter, out_dir: Path) -> dict[str, Any]:
+    pos = [r for r in records if r["has_subject"]]
+    achieved = Counter(cell_of(r["attributes"], plan.columns) for r in pos)
+    uses = Counter(f for r in pos for f in r["fg_ids"])
+    before = [r["lab_distance_before"] for r in pos if r["lab_distance_before"] is not None]
+    after = [r["lab_distance_after"] for r in pos if r["lab_distance_after"] is not None]
+    method = recipe.harmonization.method + ("+light_wrap" if recipe.harmonization.light_wrap.enabled else "")
+    return {
+        "name": recipe.name,
+        "out_dir": str(out_dir),
+        "output_size": list(recipe.output.size),
+        "counts": {
+            "samples": len(records),
+            "positives": len(pos),
+            "negatives": len(records) - len(pos),
+            "splits": split_counts(plan.specs),
+            "splits_by_kind": {
+                s: {"positives": sum(1 for r in pos if r["split"] == s), "negatives": sum(1 for r in records if r["split"] == s and not r["has_subject"])}
+                for s in SPLITS
+            },
+            "subjects_per_image": {str(k): v for k, v in sorted(Counter(r["n_subjects"] for r in records).items())},
+            "distinct_foregrounds": len(uses),
+            "max_uses_of_one_foreground": max(uses.values(), default=0),
+            "occluded": sum(1 for r in pos if r["params"].get("occluded")),
+        },
+        "balance": balance_report(plan.cell_targets, {k: v for k, v in achieved.items() if k is not None}, plan.columns),
+        "harmonization": {
+            method: {
+                "n": len(after),
+                "mean_before": round(sum(before) / len(before), 4) if before else None,
+                "mean_after": round(sum(after) / len(after), 4) if after else None,
+            }
+        },
+        "quarantine": {
+            "n_bad_input": sum(1 for q in quarantine if q.kind == "bad_input"),
+            "n_skipped": sum(1 for q in quarantine if q.kind == "skipped"),
+            "entries": [q.__dict__ for q in quarantine],
+        },
+        "cache": {
+            "foreground_hits": hits[("fg", True)], "foreground_prepared": hits[("fg", False)],
+            "background_hits": hits[("bg", True)], "background_prepared": hits[("bg", False)],
+        },
+    }
+
+
+def _register(recipe: Recipe, out_dir: Path, records, provenance, report, url: str | None) -> int:
+    import db
+    from db.catalog import SampleRecord, register_dataset
+
+    samples = [
+        SampleRecord(
+            sample_key=r["sample_id"], image_path=r["image_path"], mask_path=r["mask_path"], alpha_path=r["alpha_path"],
+            trimap_path=r["trimap_path"], split=r["split"], has_subject=r["has_subject"], n_subjects=r["n_subjects"],
+            width=r["width"], height=r["height"], attributes=dict(r["attributes"]),
+        )
+        for r in records
+    ]
+    engine = db.connect(url)
+    try:
+        return register_dataset(
+            engine, recipe.catalog.dataset_name or recipe.name, "synth", str(out_dir.resolve()), samples,
+            provenance=provenance, recipe=recipe.model_dump(mode="json"),
+            info={"counts": report["counts"], "balance": {k: report["balance"][k] for k in ("columns", "max_abs_deviation", "total_variation_distance")}},
+        )
+    finally:
+        engine.dispose()

@@ -1,0 +1,151 @@
+"""Running work units inline, on a local process pool, or on a Ray cluster.
+
+A work unit is ``(kind, payload)``; :func:`execute_unit` dispatches it against the build context.
+Every unit is deterministic in its inputs, so the executor and worker count never change results.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from typing import Any
+
+Unit = tuple[str, list[Any]]
+
+_CTX: Any = None
+_HANDLERS: dict[str, Callable[[Any, Any], Any]] = {}
+
+
+def register(kind: str):
+    """Decorator: register a handler ``fn(ctx, item) -> result`` for units of ``kind``."""
+
+    def deco(fn):
+        _HANDLERS[kind] = fn
+        return fn
+
+    return deco
+
+
+def _single_thread() -> None:
+    import cv2
+
+    cv2.setNumThreads(1)
+
+
+def _init_worker(ctx: Any) -> None:
+    global _CTX
+    _single_thread()
+    import synth.build  # noqa: F401  (registers the handlers in a spawned worker)
+
+    _CTX = ctx
+
+
+def execute_unit(ctx: Any, unit: Unit) -> list[Any]:
+    """Run one unit: the handler of ``unit[0]`` on each item of ``unit[1]``, in order."""
+    kind, items = unit
+    fn = _HANDLERS[kind]
+    return [fn(ctx, item) for item in items]
+
+
+def _pool_unit(unit: Unit) -> list[Any]:
+    return execute_unit(_CTX, unit)
+
+
+def default_workers() -> int:
+    """All cores available to this process."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover
+        return os.cpu_count() or 1
+
+
+def chunk(items: Sequence[Any], workers: int, per_worker: int = 4, max_size: int = 64) -> list[list[Any]]:
+    """Split ``items`` into about ``workers * per_worker`` units of at most ``max_size`` items."""
+    if not items:
+        return []
+    size = max(1, min(max_size, -(-len(items) // max(1, workers * per_worker))))
+    return [list(items[i : i + size]) for i in range(0, len(items), size)]
+
+
+def run_units(
+    ctx: Any, units: list[Unit], *, workers: int, executor: str = "local", ray_address: str | None = None,
+    on_done: Callable[[int], None] | None = None,
+) -> Iterator[list[Any]]:
+    """Yield each unit's result list as units finish (completion order).
+
+    Args:
+        ctx: the build context, shipped once per worker.
+        units: work units.
+        workers: process count for ``local`` (1 runs inline in this process); CPU count asked of a
+            local Ray instance for ``ray``.
+        executor: ``local`` or ``ray``.
+        ray_address: Ray cluster address (``auto``, ``ray://host:10001``); None starts a local one.
+        on_done: called with the item count of each finished unit (progress bars).
+
+    Raises:
+        ImportError: ``ray`` asked for but not installed (``pip install liftlab[distributed]``).
+        ValueError: unknown executor.
+    """
+    if executor == "ray":
+        yield from _run_ray(ctx, units, workers, ray_address, on_done)
+        return
+    if executor != "local":
+        raise ValueError(f"unknown executor {executor!r}; use 'local' or 'ray'")
+    if workers <= 1 or len(units) <= 1:
+        _single_thread()
+        for unit in units:
+            res = execute_unit(ctx, unit)
+            if on_done:
+                on_done(len(unit[1]))
+            yield res
+        return
+    with ProcessPoolExecutor(
+        max_workers=workers, mp_context=mp.get_context("spawn"), initializer=_init_worker, initargs=(ctx,)
+    ) as pool:
+        pending = {pool.submit(_pool_unit, u): len(u[1]) for u in units}
+        while pending:
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in done:
+                n = pending.pop(fut)
+                res = fut.result()
+                if on_done:
+                    on_done(n)
+                yield res
+
+
+def _run_ray(ctx, units, workers, address, on_done) -> Iterator[list[Any]]:
+    try:
+        import ray
+    except ImportError as exc:  # pragma: no cover - depends on the extra
+        raise ImportError("the ray executor needs the 'distributed' extra: pip install 'liftlab[distributed]'") from exc
+    started = False
+    if not ray.is_initialized():
+        if address:
+            ray.init(address=address, log_to_driver=False)
+        else:
+            ray.init(num_cpus=max(1, workers), include_dashboard=False, log_to_driver=False)
+        started = True
+    try:
+        remote = ray.remote(num_cpus=1)(_ray_unit)
+        ctx_ref = ray.put(ctx)
+        refs = {remote.remote(ctx_ref, u): len(u[1]) for u in units}
+        while refs:
+            done, _ = ray.wait(list(refs), num_returns=1)
+            for ref in done:
+                n = refs.pop(ref)
+                res = ray.get(ref)
+                if on_done:
+                    on_done(n)
+                yield res
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _ray_unit(ctx: Any, unit: Unit) -> list[Any]:
+    _single_thread()
+    import synth.build  # noqa: F401
+
+    return execute_unit(ctx, unit)

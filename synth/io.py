@@ -1,0 +1,170 @@
+"""Robust image reading and atomic file writing.
+
+Readers normalise what real photo folders contain: EXIF orientation is honoured, CMYK, palette,
+grayscale and 16-bit files are converted, and anything PIL cannot decode fully (truncated or corrupt
+files) raises :class:`BadInput` with the file and the reason, so callers can quarantine it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image, ImageOps
+
+Image.MAX_IMAGE_PIXELS = 200_000_000
+
+
+class BadInput(Exception):
+    """An input file that cannot be used; ``path`` and ``reason`` go to the quarantine list."""
+
+    def __init__(self, path: str | os.PathLike, reason: str):
+        super().__init__(f"{path}: {reason}")
+        self.path = str(path)
+        self.reason = reason
+
+
+def _open(path: str | os.PathLike) -> Image.Image:
+    path = Path(path)
+    if not path.is_file():
+        raise BadInput(path, "missing file")
+    try:
+        img = Image.open(path)
+        img.load()
+    except Exception as exc:  # PIL raises OSError, SyntaxError, ValueError... on corrupt data
+        raise BadInput(path, f"cannot decode image ({type(exc).__name__}: {exc})") from None
+    try:
+        img = ImageOps.exif_transpose(img)
+    except Exception as exc:
+        raise BadInput(path, f"bad EXIF orientation ({exc})") from None
+    return img
+
+
+def _to_uint8(arr: np.ndarray) -> np.ndarray:
+    if arr.dtype == np.uint8:
+        return arr
+    if arr.dtype == bool:
+        return arr.astype(np.uint8) * 255
+    if arr.dtype in (np.uint16, np.int32, np.int64, np.uint32) or np.issubdtype(arr.dtype, np.integer):
+        # 16-bit data (PIL "I;16" / "I"): map [0, 65535] to [0, 255] with rounding
+        return np.clip((arr.astype(np.float64) / 257.0).round(), 0, 255).astype(np.uint8)
+    return np.clip(np.asarray(arr, dtype=np.float64).round(), 0, 255).astype(np.uint8)
+
+
+def read_rgb(path: str | os.PathLike) -> np.ndarray:
+    """Read a photo as RGB.
+
+    Returns:
+        ``(H, W, 3)`` uint8 array in RGB order, EXIF orientation applied. CMYK, palette and
+        grayscale files are converted; 16-bit grayscale is scaled to 8 bits; an alpha channel is
+        dropped.
+
+    Raises:
+        BadInput: missing, truncated or undecodable file.
+    """
+    img = _open(path)
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        gray = _to_uint8(np.asarray(img))
+        return np.repeat(gray[..., None], 3, axis=2)
+    if img.mode != "RGB":
+        img = img.convert("RGB")
+    return np.ascontiguousarray(np.asarray(img, dtype=np.uint8))
+
+
+def read_gray(path: str | os.PathLike) -> np.ndarray:
+    """Read a mask or alpha matte as one 8-bit channel.
+
+    Returns:
+        ``(H, W)`` uint8 array in [0, 255]; 16-bit files are scaled, colour files converted to L,
+        an RGBA file contributes its alpha channel.
+
+    Raises:
+        BadInput: missing, truncated or undecodable file.
+    """
+    img = _open(path)
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        return _to_uint8(np.asarray(img))
+    if img.mode in ("RGBA", "LA", "PA"):
+        return np.ascontiguousarray(np.asarray(img.getchannel("A"), dtype=np.uint8))
+    if img.mode == "1":
+        return np.asarray(img, dtype=np.uint8) * 255
+    if img.mode != "L":
+        img = img.convert("L")
+    return np.ascontiguousarray(np.asarray(img, dtype=np.uint8))
+
+
+def read_rgba(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """Read an RGBA cut-out.
+
+    Returns:
+        ``(rgb, alpha)``: ``(H, W, 3)`` uint8 and ``(H, W)`` uint8.
+
+    Raises:
+        BadInput: unreadable file, or a file without an alpha channel.
+    """
+    img = _open(path)
+    if img.mode not in ("RGBA", "LA", "PA", "P"):
+        raise BadInput(path, f"cut-out has no alpha channel (mode {img.mode})")
+    img = img.convert("RGBA")
+    arr = np.asarray(img, dtype=np.uint8)
+    return np.ascontiguousarray(arr[..., :3]), np.ascontiguousarray(arr[..., 3])
+
+
+def encode_jpeg(rgb: np.ndarray, quality: int) -> bytes:
+    """Encode ``(H, W, 3)`` uint8 RGB as baseline JPEG at ``quality`` in [1, 100]."""
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:  # pragma: no cover
+        raise RuntimeError("JPEG encoding failed")
+    return buf.tobytes()
+
+
+def encode_png(gray: np.ndarray) -> bytes:
+    """Encode an ``(H, W)`` uint8 single-channel image as PNG (lossless)."""
+    ok, buf = cv2.imencode(".png", gray, [cv2.IMWRITE_PNG_COMPRESSION, 3])
+    if not ok:  # pragma: no cover
+        raise RuntimeError("PNG encoding failed")
+    return buf.tobytes()
+
+
+def sha256_bytes(data: bytes) -> str:
+    """Hex SHA-256 of ``data``."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically: a temporary file in the same folder, then rename.
+
+    A reader (or a resumed build) sees either the old file, no file, or the complete new file,
+    never a partial one, even when the writer is killed with SIGKILL.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """UTF-8 text variant of :func:`atomic_write_bytes`."""
+    atomic_write_bytes(path, text.encode("utf-8"))

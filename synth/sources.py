@@ -1,0 +1,298 @@
+"""Scanning foreground and background pools: pairing files, validating them, joining metadata and
+deriving mask attributes. Every unusable item is quarantined with its reason; nothing stops the scan.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from synth.io import BadInput, read_gray, read_rgb, read_rgba, sha256_file
+from synth.recipe import BackgroundPool, ForegroundPool
+
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+AREA_BUCKETS = ((0.10, "small"), (0.30, "medium"), (1.01, "large"))
+"""Subject area fraction buckets: small < 0.10 <= medium < 0.30 <= large."""
+
+DERIVED_ATTRIBUTES = ("area_fraction", "area_bucket", "n_components", "touches_border")
+
+
+@dataclass(frozen=True)
+class QuarantineEntry:
+    """An input item left out of the build: ``kind`` is ``bad_input`` or ``skipped``."""
+
+    item_id: str
+    path: str
+    reason: str
+    kind: str = "bad_input"
+
+
+@dataclass
+class ForegroundItem:
+    """A usable subject: files, content hash, photo key (for splits), size and attributes."""
+
+    fg_id: str
+    pool: str
+    kind: str
+    image: str | None
+    matte: str | None
+    photo_key: str
+    sha256: str
+    height: int
+    width: int
+    attributes: dict[str, Any] = field(default_factory=dict)
+    touch_sides: tuple[str, ...] = ()
+
+
+@dataclass
+class BackgroundItem:
+    """A usable background photo (``masked``: its subject is inpainted away at preparation)."""
+
+    bg_id: str
+    pool: str
+    kind: str
+    image: str
+    mask: str | None
+    photo_key: str
+    sha256: str
+    dilate_px: int
+    inpaint: str
+
+
+def mask_attributes(mask: np.ndarray) -> dict[str, Any]:
+    """Attributes derived from a subject mask itself.
+
+    Args:
+        mask: ``(H, W)`` bool, True on the subject.
+
+    Returns:
+        ``area_fraction`` (float in [0, 1], rounded to 4 places), ``area_bucket`` (see
+        :data:`AREA_BUCKETS`), ``n_components`` (8-connected components covering at least 1 % of the
+        subject and 16 pixels, so stray specks do not count) and ``touches_border`` (bool: a subject
+        pixel lies on the outermost row or column).
+    """
+    area = float(mask.mean())
+    bucket = next(name for hi, name in AREA_BUCKETS if area < hi)
+    n, _, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    min_px = max(16, 0.01 * mask.sum())
+    n_comp = int((stats[1:, cv2.CC_STAT_AREA] >= min_px).sum()) if n > 1 else 0
+    touches = bool(mask[0].any() or mask[-1].any() or mask[:, 0].any() or mask[:, -1].any())
+    return {"area_fraction": round(area, 4), "area_bucket": bucket, "n_components": n_comp, "touches_border": touches}
+
+
+def touched_sides(mask: np.ndarray) -> tuple[str, ...]:
+    """Frame sides (``top``, ``bottom``, ``left``, ``right``) that a ``(H, W)`` bool mask touches."""
+    sides = (("top", mask[0]), ("bottom", mask[-1]), ("left", mask[:, 0]), ("right", mask[:, -1]))
+    return tuple(name for name, edge in sides if edge.any())
+
+
+def _list_by_stem(folder: Path, pool: str, quarantine: list[QuarantineEntry]) -> dict[str, Path]:
+    if not folder.is_dir():
+        raise FileNotFoundError(f"pool {pool!r}: folder {folder} does not exist")
+    by_stem: dict[str, list[Path]] = {}
+    for p in sorted(folder.iterdir()):
+        if p.is_file() and p.suffix.lower() in IMAGE_EXTS and not p.name.startswith("."):
+            by_stem.setdefault(p.stem, []).append(p)
+    out = {}
+    for stem, paths in by_stem.items():
+        if len(paths) > 1:
+            for p in paths:
+                quarantine.append(QuarantineEntry(f"{pool}/{stem}", str(p), f"duplicate id {stem!r}: {len(paths)} files share it"))
+        else:
+            out[stem] = paths[0]
+    return out
+
+
+def read_metadata(path: Path, id_column: str) -> tuple[dict[str, dict[str, str | None]], set[str]]:
+    """Read a metadata table (CSV or Parquet) keyed by ``id_column``; every value becomes text.
+
+    Returns:
+        ``(rows, duplicate_ids)``: attribute dicts by id (the id column excluded), and ids that
+        occur more than once (their rows are dropped).
+
+    Raises:
+        FileNotFoundError: no such file. ValueError: unknown format or missing id column (naming
+        the file and column).
+    """
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    if not path.is_file():
+        raise FileNotFoundError(f"metadata table {path} does not exist")
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        header = path.open().readline().strip().split(",")
+        table = pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(column_types={c: pa.string() for c in header}))
+    elif suffix in (".parquet", ".pq"):
+        table = pq.read_table(path)
+    else:
+        raise ValueError(f"metadata table {path}: use .csv or .parquet, not {suffix!r}")
+    if id_column not in table.column_names:
+        raise ValueError(f"metadata table {path}: no id column {id_column!r} (columns: {table.column_names})")
+    cols = {c: table.column(c).to_pylist() for c in table.column_names}
+    ids = [str(v) for v in cols.pop(id_column)]
+    rows: dict[str, dict[str, str | None]] = {}
+    dups: set[str] = set()
+    for i, rid in enumerate(ids):
+        if rid in rows:
+            dups.add(rid)
+        rows[rid] = {c: (None if v[i] is None or v[i] == "" else str(v[i])) for c, v in cols.items()}
+    for d in dups:
+        rows.pop(d, None)
+    return rows, dups
+
+
+def _combined_sha(*paths: Path) -> str:
+    h = hashlib.sha256()
+    for p in paths:
+        h.update(sha256_file(p).encode())
+    return h.hexdigest()
+
+
+def scan_foregrounds(pool: ForegroundPool) -> tuple[list[ForegroundItem], list[QuarantineEntry], dict[str, str]]:
+    """Pair, validate and describe a foreground pool.
+
+    Each item's files are decoded once here: missing partners, undecodable or truncated files,
+    a matte whose size differs from its photo (after EXIF orientation), empty mattes (no pixel
+    > 127) and full mattes (every pixel > 127: no edge to learn from) are quarantined, as are
+    ids that occur twice (in the folders or in the metadata table).
+
+    Returns:
+        ``(items, quarantine, provenance)``; ``provenance`` maps attribute name to provenance
+        (metadata columns: as stated in the pool, default ``annotated``; mask attributes:
+        ``derived``).
+
+    Raises:
+        FileNotFoundError / ValueError: a missing folder or an unreadable metadata table.
+    """
+    quarantine: list[QuarantineEntry] = []
+    if pool.kind == "rgba":
+        primary = _list_by_stem(pool.cutouts, pool.name, quarantine)
+        partner: dict[str, Path] | None = None
+    else:
+        primary = _list_by_stem(pool.images, pool.name, quarantine)
+        partner = _list_by_stem(pool.masks if pool.kind == "image_mask" else pool.alphas, pool.name, quarantine)
+    meta: dict[str, dict[str, str | None]] = {}
+    meta_cols: list[str] = []
+    if pool.metadata is not None:
+        meta, dups = read_metadata(pool.metadata, pool.id_column)
+        meta_cols = sorted({c for row in meta.values() for c in row})
+        for d in sorted(dups):
+            quarantine.append(QuarantineEntry(f"{pool.name}/{d}", str(pool.metadata), f"duplicate id {d!r} in metadata table"))
+    else:
+        dups = set()
+    stems = sorted(set(primary) - dups)
+    if pool.limit is not None:
+        stems = stems[: pool.limit]
+    items: list[ForegroundItem] = []
+    for stem in stems:
+        fg_id = f"{pool.name}/{stem}"
+        img_path = primary[stem]
+        try:
+            if pool.kind == "rgba":
+                rgb, matte = read_rgba(img_path)
+                matte_path = None
+            else:
+                if stem not in partner:
+                    what = "mask" if pool.kind == "image_mask" else "alpha matte"
+                    raise BadInput(img_path, f"missing {what} for id {stem!r}")
+                matte_path = partner[stem]
+                rgb = read_rgb(img_path)
+                matte = read_gray(matte_path)
+                if matte.shape != rgb.shape[:2]:
+                    raise BadInput(
+                        matte_path,
+                        f"matte is {matte.shape[1]}x{matte.shape[0]} but its photo is {rgb.shape[1]}x{rgb.shape[0]} (WxH)",
+                    )
+            mask = matte > 127
+            if not mask.any():
+                raise BadInput(matte_path or img_path, "empty mask: no subject pixel")
+            if mask.all():
+                raise BadInput(matte_path or img_path, "full mask: the subject fills the frame, no edge")
+        except BadInput as bad:
+            quarantine.append(QuarantineEntry(fg_id, bad.path, bad.reason))
+            continue
+        attrs: dict[str, Any] = {c: None for c in meta_cols}
+        attrs.update(meta.get(stem, {}))
+        attrs.update(mask_attributes(mask))
+        paths = [img_path] + ([matte_path] if matte_path else [])
+        items.append(
+            ForegroundItem(
+                fg_id=fg_id,
+                pool=pool.name,
+                kind=pool.kind,
+                image=str(img_path),
+                matte=str(matte_path) if matte_path else None,
+                photo_key=str(Path(img_path).resolve()),
+                sha256=_combined_sha(*paths),
+                height=int(rgb.shape[0]),
+                width=int(rgb.shape[1]),
+                attributes=attrs,
+                touch_sides=touched_sides(mask),
+            )
+        )
+    provenance = {c: pool.provenance.get(c, "annotated") for c in meta_cols}
+    provenance.update({a: "derived" for a in DERIVED_ATTRIBUTES})
+    return items, quarantine, provenance
+
+
+def scan_backgrounds(pool: BackgroundPool) -> tuple[list[BackgroundItem], list[QuarantineEntry]]:
+    """Pair and validate a background pool (same rules as :func:`scan_foregrounds`); masked photos
+    whose subject covers more than ``max_subject_fraction`` are skipped (``kind='skipped'``)."""
+    quarantine: list[QuarantineEntry] = []
+    images = _list_by_stem(pool.images, pool.name, quarantine)
+    masks = _list_by_stem(pool.masks, pool.name, quarantine) if pool.kind == "masked" else {}
+    stems = sorted(images)
+    if pool.limit is not None:
+        stems = stems[: pool.limit]
+    items: list[BackgroundItem] = []
+    for stem in stems:
+        bg_id = f"{pool.name}/{stem}"
+        img_path = images[stem]
+        mask_path = None
+        try:
+            rgb = read_rgb(img_path)
+            if pool.kind == "masked":
+                if stem not in masks:
+                    raise BadInput(img_path, f"missing mask for id {stem!r}")
+                mask_path = masks[stem]
+                mask = read_gray(mask_path)
+                if mask.shape != rgb.shape[:2]:
+                    raise BadInput(
+                        mask_path,
+                        f"mask is {mask.shape[1]}x{mask.shape[0]} but its photo is {rgb.shape[1]}x{rgb.shape[0]} (WxH)",
+                    )
+                frac = float((mask > 127).mean())
+                if frac > pool.max_subject_fraction:
+                    quarantine.append(
+                        QuarantineEntry(
+                            bg_id, str(mask_path),
+                            f"subject covers {frac:.0%} of the frame (> max_subject_fraction {pool.max_subject_fraction})",
+                            kind="skipped",
+                        )
+                    )
+                    continue
+        except BadInput as bad:
+            quarantine.append(QuarantineEntry(bg_id, bad.path, bad.reason))
+            continue
+        paths = [img_path] + ([mask_path] if mask_path else [])
+        items.append(
+            BackgroundItem(
+                bg_id=bg_id,
+                pool=pool.name,
+                kind=pool.kind,
+                image=str(img_path),
+                mask=str(mask_path) if mask_path else None,
+                photo_key=str(Path(img_path).resolve()),
+                sha256=_combined_sha(*paths),
+                dilate_px=pool.dilate_px,
+                inpaint=pool.inpaint,
+            )
+        )
+    return items, quarantine
