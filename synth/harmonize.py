@@ -12,6 +12,9 @@ import numpy as np
 
 METHODS = ("none", "reinhard", "histogram", "poisson")
 
+# Standard deviation of BT.601 luma for unit i.i.d. noise in each RGB channel.
+LUMA_NOISE_GAIN = float(np.sqrt(0.299**2 + 0.587**2 + 0.114**2))
+
 # Immerkaer's noise-estimation kernel (difference of two Laplacians).
 _IMMERKAER = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float32)
 
@@ -100,14 +103,20 @@ def reinhard(subject: np.ndarray, alpha: np.ndarray, background: np.ndarray, str
 
 
 def _weighted_quantile_map(src: np.ndarray, w: np.ndarray, ref: np.ndarray, bins: int = 256) -> np.ndarray:
-    """Map values in [0, 1] so their w-weighted CDF matches ``ref``'s CDF (classic histogram matching)."""
+    """Map values in [0, 1] so their w-weighted CDF matches ``ref``'s CDF (classic histogram matching).
+
+    Each source bin goes to the reference value at the source bin's mid-CDF; the reference CDF is
+    inverted over its strictly increasing steps only, so empty reference bins (CDF plateaus) never
+    send a source value to the wrong end of the range.
+    """
     edges = np.linspace(0.0, 1.0, bins + 1)
     hs, _ = np.histogram(src, bins=edges, weights=w)
     hr, _ = np.histogram(ref, bins=edges)
-    cs = np.cumsum(hs) / max(hs.sum(), 1e-12)
-    cr = np.cumsum(hr) / max(hr.sum(), 1e-12)
-    centres = 0.5 * (edges[:-1] + edges[1:])
-    lut = np.interp(cs, cr, centres)
+    total_s = max(hs.sum(), 1e-12)
+    cs_mid = (np.cumsum(hs) - 0.5 * hs) / total_s
+    cr = np.concatenate([[0.0], np.cumsum(hr) / max(hr.sum(), 1e-12)])
+    cr_steps, first = np.unique(cr, return_index=True)
+    lut = np.interp(cs_mid, cr_steps, edges[first])
     idx = np.clip((src * bins).astype(np.int64), 0, bins - 1)
     return lut[idx]
 
@@ -248,13 +257,14 @@ def match_blur(subject: np.ndarray, alpha: np.ndarray, background: np.ndarray) -
 def match_noise(subject: np.ndarray, alpha: np.ndarray, background: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, float]:
     """Add Gaussian noise to the subject so its noise level matches the background's.
 
-    Added sigma = sqrt(max(0, sigma_bg^2 - sigma_subject^2)) (Immerkaer estimates, [0, 1] units).
-    Returns ``(subject, added_sigma)``.
+    Added luma sigma = sqrt(max(0, sigma_bg^2 - sigma_subject^2)) (Immerkaer estimates on luma,
+    [0, 1] units); the noise is drawn i.i.d. per RGB channel with sigma / :data:`LUMA_NOISE_GAIN` so
+    its luma has exactly that sigma. Returns ``(subject, added_luma_sigma)``.
     """
     s_bg = noise_sigma(background)
     s_fg = noise_sigma(subject, alpha)
     add = float(np.sqrt(max(0.0, s_bg**2 - s_fg**2)))
     if add <= 1e-4:
         return subject, 0.0
-    noise = rng.standard_normal(subject.shape).astype(np.float32) * add
+    noise = rng.standard_normal(subject.shape).astype(np.float32) * (add / LUMA_NOISE_GAIN)
     return np.clip(subject + noise, 0.0, 1.0).astype(np.float32), add
