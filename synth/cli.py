@@ -74,3 +74,7 @@ def validate(recipe: Path = typer.Option(..., "--recipe", "-r")) -> None:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None
     typer.echo(f"{recipe}: valid recipe {r.name!r} ({r.n_samples} samples)")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

@@ -1,0 +1,137 @@
+"""Every kind of bad input is quarantined with its reason and the build goes on."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from synth.build import BuildError, build
+from synth.io import BadInput, read_gray, read_rgb
+from synth.recipe import parse_recipe
+from tests.conftest import ECSSD, ecssd_recipe
+
+pytestmark = pytest.mark.slow
+
+
+def _pool(tmp: Path) -> tuple[Path, Path]:
+    images, masks = tmp / "images", tmp / "masks"
+    images.mkdir()
+    masks.mkdir()
+    for i in range(1, 9):
+        shutil.copy(ECSSD / "images" / f"{i:04d}.jpg", images)
+        shutil.copy(ECSSD / "masks" / f"{i:04d}.png", masks)
+    src = ECSSD / "images" / "0010.jpg"
+    photo = Image.open(src)
+    mask = Image.open(ECSSD / "masks" / "0010.png")
+    data = src.read_bytes()
+    (images / "trunc.jpg").write_bytes(data[: len(data) // 3])  # truncated JPEG
+    mask.save(masks / "trunc.png")
+    (images / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not a JPEG at all" * 10)
+    mask.save(masks / "corrupt.png")
+    photo.convert("CMYK").save(images / "cmyk.jpg")  # usable after conversion
+    mask.save(masks / "cmyk.png")
+    gray16 = (np.asarray(photo.convert("L"), np.uint16) * 257)
+    Image.fromarray(gray16).save(images / "gray16.png")  # 16-bit grayscale, usable
+    mask.save(masks / "gray16.png")
+    photo.convert("L").save(images / "gray.jpg")  # 8-bit grayscale, usable
+    mask.save(masks / "gray.png")
+    # EXIF orientation 6 (rotate 90 cw to display): stored landscape, displayed portrait
+    stored = photo.transpose(Image.Transpose.ROTATE_90)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    stored.save(images / "exif.jpg", exif=exif.tobytes())
+    mask.save(masks / "exif.png")  # the mask matches the displayed orientation
+    photo.save(images / "wrongsize.jpg")
+    mask.resize((mask.width // 2, mask.height // 2)).save(masks / "wrongsize.png")
+    photo.save(images / "empty.jpg")
+    Image.new("L", photo.size, 0).save(masks / "empty.png")
+    photo.save(images / "full.jpg")
+    Image.new("L", photo.size, 255).save(masks / "full.png")
+    photo.save(images / "nomask.jpg")  # missing mask
+    photo.save(images / "dup.jpg")  # duplicate id: two files with stem "dup"
+    photo.save(images / "dup.png")
+    mask.save(masks / "dup.png")
+    return images, masks
+
+
+def test_readers_normalise_modes_and_orientation(tmp_path):
+    images, _ = _pool(tmp_path)
+    w, h = Image.open(ECSSD / "images" / "0010.jpg").size
+    assert read_rgb(images / "cmyk.jpg").shape == (h, w, 3)
+    g16 = read_rgb(images / "gray16.png")
+    assert g16.dtype == np.uint8 and g16.shape == (h, w, 3) and g16.max() > 200
+    assert read_rgb(images / "exif.jpg").shape == (h, w, 3)  # displayed orientation
+    with pytest.raises(BadInput, match="cannot decode"):
+        read_rgb(images / "trunc.jpg")
+    with pytest.raises(BadInput, match="missing file"):
+        read_gray(images / "nothing.png")
+
+
+def test_bad_inputs_are_quarantined_and_the_build_goes_on(tmp_path, cache_dir):
+    images, masks = _pool(tmp_path)
+    doc = ecssd_recipe(cache_dir, n_samples=10, negatives=0.0, catalog={"enabled": False}, quarantine={"max_fraction": 0.5})
+    doc["sources"]["foregrounds"] = [{"name": "mixed", "kind": "image_mask", "images": str(images), "masks": str(masks)}]
+    res = build(parse_recipe(doc), tmp_path / "out", workers=1, progress=False)
+    entries = {e["item_id"]: e["reason"] for e in res.report["quarantine"]["entries"]}
+    assert "cannot decode" in entries["mixed/trunc"]
+    assert "cannot decode" in entries["mixed/corrupt"]
+    assert "does not match" not in entries["mixed/trunc"]
+    assert "matte is" in entries["mixed/wrongsize"] and "but its photo is" in entries["mixed/wrongsize"]
+    assert entries["mixed/empty"].startswith("empty mask")
+    assert entries["mixed/full"].startswith("full mask")
+    assert entries["mixed/nomask"] == "missing mask for id 'nomask'"
+    assert entries["mixed/dup"].startswith("duplicate id 'dup'")
+    for usable in ("cmyk", "gray16", "gray", "exif", "0001"):
+        assert f"mixed/{usable}" not in entries
+    assert res.report["quarantine"]["n_bad_input"] == len(entries) + 1  # "dup" is listed once per file
+    assert len(json.loads((res.out_dir / "quarantine.json").read_text())) == len(entries) + 1
+    assert "mixed/trunc" in (res.out_dir / "build_report.md").read_text()
+    assert res.report["counts"]["samples"] == 10
+
+
+def test_too_many_bad_inputs_fail_the_build(tmp_path, cache_dir):
+    images, masks = _pool(tmp_path)
+    doc = ecssd_recipe(cache_dir, n_samples=4, catalog={"enabled": False}, quarantine={"max_fraction": 0.05})
+    doc["sources"]["foregrounds"] = [{"name": "mixed", "kind": "image_mask", "images": str(images), "masks": str(masks)}]
+    with pytest.raises(BuildError, match=r"input items are unusable .* > quarantine.max_fraction 0.05"):
+        build(parse_recipe(doc), tmp_path / "out", workers=1, progress=False)
+
+
+def test_no_usable_foreground_fails_clearly(tmp_path, cache_dir):
+    images, masks = tmp_path / "i", tmp_path / "m"
+    images.mkdir()
+    masks.mkdir()
+    (images / "a.jpg").write_bytes(b"garbage")
+    Image.new("L", (10, 10), 255).save(masks / "a.png")
+    doc = ecssd_recipe(cache_dir, n_samples=4, catalog={"enabled": False}, quarantine={"max_fraction": 1.0})
+    doc["sources"]["foregrounds"] = [{"name": "bad", "kind": "image_mask", "images": str(images), "masks": str(masks)}]
+    with pytest.raises(BuildError, match="no usable foreground.*bad/a: cannot decode"):
+        build(parse_recipe(doc), tmp_path / "out", workers=1, progress=False)
+
+
+def test_other_foreground_kinds(tmp_path, cache_dir):
+    """RGBA cut-outs and image + alpha matte pools (the lemur, with its real soft alpha)."""
+    from tests.conftest import LEMUR
+
+    cut, imgs, alphas = tmp_path / "cut", tmp_path / "img", tmp_path / "alpha"
+    for d in (cut, imgs, alphas):
+        d.mkdir()
+    rgb = Image.open(LEMUR / "lemur.png").convert("RGB")
+    alpha = Image.open(LEMUR / "lemur_alpha.png")
+    rgba = rgb.copy()
+    rgba.putalpha(alpha)
+    rgba.save(cut / "lemur.png")
+    rgb.save(imgs / "lemur.png")
+    alpha.save(alphas / "lemur.png")
+    for kind, extra in (("rgba", {"cutouts": str(cut)}), ("image_alpha", {"images": str(imgs), "alphas": str(alphas)})):
+        doc = ecssd_recipe(cache_dir, n_samples=2, negatives=0.0, splits={"train": 1.0, "val": 0.0, "test": 0.0}, catalog={"enabled": False})
+        doc["sources"]["foregrounds"] = [{"name": "lemur", "kind": kind, **extra}]
+        res = build(parse_recipe(doc), tmp_path / kind, workers=1, progress=False)
+        a = np.asarray(Image.open(res.out_dir / "alpha" / "0000000.png"))
+        soft = ((a > 0) & (a < 255)).sum()
+        assert soft > 0.05 * (a > 0).sum(), kind  # the fur's soft alpha survives compositing
