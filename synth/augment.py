@@ -6,27 +6,44 @@ import cv2
 import numpy as np
 
 
+LUMA = np.array([0.299, 0.587, 0.114], np.float32)
+
+
+def jitter_matrix(mean_luma: float, brightness: float, contrast: float, saturation: float, hue_deg: float) -> np.ndarray:
+    """The ``(3, 4)`` affine RGB map of :func:`color_jitter` (last column: offset)."""
+    eye = np.eye(3, dtype=np.float64)
+    luma = np.tile(LUMA.astype(np.float64), (3, 1))
+    b = brightness * eye
+    # contrast about the mean luma of the brightened image: c x + (1 - c) m
+    m = mean_luma * brightness
+    s = saturation * eye + (1.0 - saturation) * luma
+    # hue rotation about the grey axis (exact rotation in RGB by Rodrigues' formula)
+    th = np.deg2rad(hue_deg)
+    k = np.full((3, 3), 1.0 / 3.0)
+    cross = np.array([[0, -1, 1], [1, 0, -1], [-1, 1, 0]]) / np.sqrt(3.0)
+    hue = np.cos(th) * eye + (1 - np.cos(th)) * k + np.sin(th) * cross
+    lin = hue @ s @ (contrast * b)
+    offset = hue @ s @ np.full(3, (1.0 - contrast) * m)
+    return np.hstack([lin, offset[:, None]]).astype(np.float32)
+
+
 def color_jitter(image: np.ndarray, brightness: float, contrast: float, saturation: float, hue_deg: float) -> np.ndarray:
-    """Brightness, contrast, saturation and hue changes, in that order.
+    """Brightness, contrast, saturation and hue changes, applied as one affine RGB map.
+
+    In order: multiply by ``brightness``; scale by ``contrast`` about the mean luma (BT.601);
+    scale the distance to the pixel's luma by ``saturation``; rotate about the grey axis by
+    ``hue_deg`` degrees. The result is clipped to [0, 1] once, at the end.
 
     Args:
-        image: ``(H, W, 3)`` float32 RGB in [0, 1].
-        brightness: multiplicative factor (1 = unchanged). contrast: factor about the mean luma.
-        saturation: factor on the distance to the luma. hue_deg: hue rotation in degrees.
+        image: ``(H, W, 3)`` float32 RGB in [0, 1]; brightness, contrast, saturation: factors
+            (1 = unchanged); hue_deg: degrees.
 
     Returns:
         ``(H, W, 3)`` float32 RGB in [0, 1].
     """
-    out = image.astype(np.float32) * brightness
-    gray = cv2.cvtColor(np.clip(out, 0, 1), cv2.COLOR_RGB2GRAY)
-    out = (out - gray.mean()) * contrast + gray.mean()
-    gray = cv2.cvtColor(np.clip(out, 0, 1), cv2.COLOR_RGB2GRAY)[..., None]
-    out = np.clip((out - gray) * saturation + gray, 0.0, 1.0).astype(np.float32)
-    if hue_deg:
-        hsv = cv2.cvtColor(out, cv2.COLOR_RGB2HSV)  # H in degrees [0, 360) for float input
-        hsv[..., 0] = np.mod(hsv[..., 0] + hue_deg, 360.0)
-        out = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
-    return np.clip(out, 0.0, 1.0).astype(np.float32)
+    mean_luma = float(np.dot(np.asarray(cv2.mean(image)[:3], np.float32), LUMA))
+    m = jitter_matrix(mean_luma, brightness, contrast, saturation, hue_deg)
+    return np.clip(cv2.transform(np.ascontiguousarray(image, dtype=np.float32), m), 0.0, 1.0)
 
 
 def gaussian_blur(image: np.ndarray, sigma: float) -> np.ndarray:

@@ -101,8 +101,10 @@ def run_units(
                 on_done(len(unit[1]))
             yield res
         return
+    # fork where the platform has it: workers start in milliseconds and inherit the imports
+    method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
     with ProcessPoolExecutor(
-        max_workers=workers, mp_context=mp.get_context("spawn"), initializer=_init_worker, initargs=(ctx,)
+        max_workers=workers, mp_context=mp.get_context(method), initializer=_init_worker, initargs=(ctx,)
     ) as pool:
         pending = {pool.submit(_pool_unit, u): len(u[1]) for u in units}
         while pending:

@@ -57,7 +57,24 @@ def weighted_stats(values: np.ndarray, weights: np.ndarray | None) -> tuple[np.n
     return mean, np.sqrt(var)
 
 
-def lab_distance(subject: np.ndarray, alpha: np.ndarray, background: np.ndarray) -> float:
+def plate_lab_stats(background: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and std of a background plate in CIELAB, ``((3,), (3,))`` float64."""
+    return weighted_stats(to_lab(background), None)
+
+
+def subject_box(alpha: np.ndarray) -> tuple[slice, slice] | None:
+    """Row and column slices of the bounding box of ``alpha > 0``; None when empty."""
+    rows = np.flatnonzero(alpha.any(axis=1))
+    if rows.size == 0:
+        return None
+    cols = np.flatnonzero(alpha.any(axis=0))
+    return slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
+
+
+def lab_distance(
+    subject: np.ndarray, alpha: np.ndarray, background: np.ndarray | None = None,
+    background_stats: tuple[np.ndarray, np.ndarray] | None = None,
+) -> float:
     """Distance between subject and background colour statistics in CIELAB.
 
     Defined as the Euclidean distance between the 6-vectors (mean L, a, b, std L, a, b) of the
@@ -66,17 +83,25 @@ def lab_distance(subject: np.ndarray, alpha: np.ndarray, background: np.ndarray)
 
     Args:
         subject: ``(H, W, 3)`` float RGB in [0, 1] (the subject colours or the composite).
-        alpha: ``(H, W)`` weights in [0, 1]. background: ``(H, W, 3)`` float RGB in [0, 1].
+        alpha: ``(H, W)`` weights in [0, 1].
+        background: ``(H, W, 3)`` float RGB in [0, 1], or its ``background_stats`` from
+            :func:`plate_lab_stats`.
 
     Returns:
         Distance in Lab units (>= 0); NaN when alpha is zero everywhere.
     """
-    ms, ss = weighted_stats(to_lab(subject), alpha)
-    mb, sb = weighted_stats(to_lab(background), None)
+    box = subject_box(alpha)
+    if box is None:
+        return float("nan")
+    ms, ss = weighted_stats(to_lab(subject[box]), alpha[box])
+    mb, sb = background_stats if background_stats is not None else plate_lab_stats(background)
     return float(np.sqrt(((ms - mb) ** 2).sum() + ((ss - sb) ** 2).sum()))
 
 
-def reinhard(subject: np.ndarray, alpha: np.ndarray, background: np.ndarray, strength: float) -> np.ndarray:
+def reinhard(
+    subject: np.ndarray, alpha: np.ndarray, background: np.ndarray | None, strength: float,
+    background_stats: tuple[np.ndarray, np.ndarray] | None = None,
+) -> np.ndarray:
     """Colour transfer of Reinhard et al., "Color Transfer between Images" (IEEE CG&A 2001), in CIELAB.
 
     Each Lab channel of the subject is standardised with its alpha-weighted mean and std and
@@ -87,19 +112,23 @@ def reinhard(subject: np.ndarray, alpha: np.ndarray, background: np.ndarray, str
         subject: ``(H, W, 3)`` float32 RGB in [0, 1]; alpha: ``(H, W)`` weights; background:
             ``(H', W', 3)`` float32 RGB in [0, 1]; strength: in [0, 1] (0 = unchanged, 1 = full).
 
+        background_stats: optional precomputed :func:`plate_lab_stats` of ``background``.
+
     Returns:
-        ``(H, W, 3)`` float32 RGB in [0, 1] (unchanged where the subject is empty).
+        ``(H, W, 3)`` float32 RGB in [0, 1]; only the subject's bounding box (alpha > 0) changes.
     """
-    lab = to_lab(subject)
-    ms, ss = weighted_stats(lab, alpha)
-    if not np.isfinite(ms).all():
+    box = subject_box(alpha)
+    if box is None:
         return subject.astype(np.float32)
-    mb, sb = weighted_stats(to_lab(background), None)
+    lab = to_lab(subject[box])
+    ms, ss = weighted_stats(lab, alpha[box])
+    mb, sb = background_stats if background_stats is not None else plate_lab_stats(background)
     mt = ms + strength * (mb - ms)
     st = ss + strength * (sb - ss)
     gain = np.divide(st, ss, out=np.ones_like(st), where=ss > 1e-6)
-    out = (lab - ms.astype(np.float32)) * gain.astype(np.float32) + mt.astype(np.float32)
-    return from_lab(out)
+    out = subject.astype(np.float32, copy=True)
+    out[box] = from_lab((lab - ms.astype(np.float32)) * gain.astype(np.float32) + mt.astype(np.float32))
+    return out
 
 
 def _weighted_quantile_map(src: np.ndarray, w: np.ndarray, ref: np.ndarray, bins: int = 256) -> np.ndarray:
@@ -193,17 +222,27 @@ def light_wrap(image: np.ndarray, alpha: np.ndarray, background: np.ndarray, rad
 
     ``wrap = alpha * (1 - G_r * alpha)`` is large just inside the edge; the output is
     ``I (1 - s wrap) + s wrap (G_r * B)`` where ``G_r *`` is a Gaussian blur of sigma ``radius_px``
-    pixels and ``s = strength`` in [0, 1].
+    pixels and ``s = strength`` in [0, 1]. For sigma >= 4 px the blurs run at 1/4 resolution
+    (area-averaged down, bilinear up), which a blur that wide cannot tell apart.
 
     Returns:
         ``(H, W, 3)`` float32 RGB in [0, 1].
     """
     if radius_px <= 0 or strength <= 0:
         return image.astype(np.float32)
-    blur_a = cv2.GaussianBlur(alpha.astype(np.float32), (0, 0), radius_px)
-    blur_b = cv2.GaussianBlur(background.astype(np.float32), (0, 0), radius_px)
+    blur_a = _wide_blur(alpha.astype(np.float32), radius_px)
+    blur_b = _wide_blur(background.astype(np.float32), radius_px)
     wrap = (strength * alpha * np.clip(1.0 - blur_a, 0.0, 1.0))[..., None]
     return np.clip(image * (1.0 - wrap) + wrap * blur_b, 0.0, 1.0).astype(np.float32)
+
+
+def _wide_blur(x: np.ndarray, sigma: float) -> np.ndarray:
+    if sigma < 4.0:
+        return cv2.GaussianBlur(x, (0, 0), sigma)
+    h, w = x.shape[:2]
+    small = cv2.resize(x, (max(1, w // 4), max(1, h // 4)), interpolation=cv2.INTER_AREA)
+    small = cv2.GaussianBlur(small, (0, 0), sigma / 4.0)
+    return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
 def noise_sigma(rgb: np.ndarray, weights: np.ndarray | None = None) -> float:

@@ -95,6 +95,7 @@ def render_sample(ctx: BuildContext, spec: SampleSpec) -> dict[str, Any]:
     p = spec.params
     plate = cover_crop(_bg(ctx, spec.bg_id), out_hw, (p["bg_offset_x"], p["bg_offset_y"])).astype(np.float32) / 255.0
     noise_rng = np.random.default_rng(p["noise_seed"])
+    plate_stats = harmonize.plate_lab_stats(plate)
     h = r.harmonization
     method, strength = p["harmonization_method"], p["harmonization_strength"]
 
@@ -110,7 +111,7 @@ def render_sample(ctx: BuildContext, spec: SampleSpec) -> dict[str, Any]:
         naive.append(layer)
         colours = layer.colours()
         if method == "reinhard":
-            colours = harmonize.reinhard(colours, layer.alpha, plate, strength)
+            colours = harmonize.reinhard(colours, layer.alpha, plate, strength, plate_stats)
         elif method == "histogram":
             colours = harmonize.histogram_match(colours, layer.alpha, plate, strength)
         sigma_b = sigma_n = 0.0
@@ -133,15 +134,17 @@ def render_sample(ctx: BuildContext, spec: SampleSpec) -> dict[str, Any]:
             naive.append(occ)
             final.append(occ)
 
-    image0, alpha = composite_layers(plate, naive)
     image, alpha = composite_layers(plate, final)
     if spec.fg_ids:
         if method == "poisson":
             image = harmonize.poisson_blend(image, alpha, plate, h.poisson_mode, strength)
         if h.light_wrap.enabled:
             image = harmonize.light_wrap(image, alpha, plate, h.light_wrap.radius_px, h.light_wrap.strength)
-        lab_before = harmonize.lab_distance(image0, alpha, plate)
-        lab_after = harmonize.lab_distance(image, alpha, plate)
+        # the unharmonized composite is only needed inside the subject's box
+        box = harmonize.subject_box(alpha)
+        image0, _ = composite_layers(plate[box], [Layer(l.premult[box], l.alpha[box], l.is_subject) for l in naive])
+        lab_before = harmonize.lab_distance(image0, alpha[box], background_stats=plate_stats)
+        lab_after = harmonize.lab_distance(image, alpha, background_stats=plate_stats)
     else:
         lab_before = lab_after = float("nan")
 

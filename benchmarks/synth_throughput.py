@@ -1,0 +1,124 @@
+"""synth throughput: composites/s per core at 512 and 1024 next to the codec floor, the 2-worker
+speed-up, and peak RSS at two dataset sizes. Prints a Markdown table.
+
+    python benchmarks/synth_throughput.py [--n512 80] [--n1024 40] [--rss-sizes 50 200]
+
+The recipe is the demo (examples/recipes/ecssd-demo.yaml) with harmonization ``reinhard`` +
+``light_wrap`` and no noise/blur matching. Composite rates use the build's own ``composite`` phase
+timing (subject preparation is a separate, cached phase). The codec floor does only what no
+compositor can avoid for the same samples: decode a subject photo, its mask and a background photo,
+resize to the output size, encode one JPEG and three PNGs.
+
+Targets (issue 2): >= 0.5x the floor at 1024; >= 1.8x on 2 workers; RSS flat in dataset size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from synth.build import build  # noqa: E402
+from synth.compositing import cover_crop  # noqa: E402
+from synth.io import encode_jpeg, encode_png, read_gray, read_rgb  # noqa: E402
+from synth.recipe import load_recipe  # noqa: E402
+
+DEMO = ROOT / "examples" / "recipes" / "ecssd-demo.yaml"
+
+
+def bench_recipe(n: int, size: int, cache: Path):
+    r = load_recipe(DEMO)
+    h = r.harmonization.model_copy(update={"method": "reinhard", "match_noise": False, "match_blur": False,
+                                           "light_wrap": r.harmonization.light_wrap.model_copy(update={"enabled": True})})
+    return r.model_copy(update={
+        "n_samples": n, "output": r.output.model_copy(update={"size": (size, size), "coco": False}),
+        "harmonization": h, "cache_dir": cache, "catalog": r.catalog.model_copy(update={"enabled": False}),
+    })
+
+
+def composite_rate(n: int, size: int, workers: int, cache: Path, tmp: Path) -> float:
+    res = build(bench_recipe(n, size, cache), tmp / f"b{size}-{workers}", workers=workers, progress=False)
+    return n / res.report["timings_s"]["composite"]
+
+
+def codec_floor(n: int, size: int) -> float:
+    ecssd = load_recipe(DEMO).sources.foregrounds[0]
+    stems = sorted(p.stem for p in ecssd.images.glob("*.jpg"))[: n + 1]
+    cv2.setNumThreads(1)
+    t = time.perf_counter()
+    for i in range(n):
+        fg = read_rgb(ecssd.images / f"{stems[i]}.jpg")
+        m = read_gray(ecssd.masks / f"{stems[i]}.png")
+        bg = read_rgb(ecssd.images / f"{stems[i + 1]}.jpg")
+        read_gray(ecssd.masks / f"{stems[i + 1]}.png")
+        out = cover_crop(bg, (size, size), (0.5, 0.5))
+        cv2.resize(fg, (size, size), interpolation=cv2.INTER_LINEAR)
+        small = cv2.resize(m, (size, size), interpolation=cv2.INTER_LINEAR)
+        encode_jpeg(out, 90)
+        for _ in range(3):
+            encode_png(small)
+    return n / (time.perf_counter() - t)
+
+
+def peak_rss_mb(n: int, cache: Path, tmp: Path) -> float:
+    recipe = bench_recipe(n, 512, cache).model_dump(mode="json")
+    path = tmp / f"rss{n}.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    cmd = [sys.executable, "-m", "synth.cli", "build", "--recipe", str(path), "--out", str(tmp / f"rss{n}"), "--workers", "1", "--no-progress"]
+    proc = subprocess.Popen(cmd, env=dict(os.environ, PYTHONPATH=str(ROOT)), stdout=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    if status != 0:
+        raise RuntimeError(f"build of {n} samples failed")
+    return usage.ru_maxrss / 1024.0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n512", type=int, default=80)
+    ap.add_argument("--n1024", type=int, default=40)
+    ap.add_argument("--rss-sizes", type=int, nargs=2, default=[50, 200])
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmpdir:
+        tmp = Path(tmpdir)
+        cache = tmp / "cache"
+        # warm the preparation cache so every timed run measures compositing only
+        build(bench_recipe(max(args.n512, args.n1024, *args.rss_sizes), 512, cache), tmp / "warm", workers=2, progress=False)
+        rows = []
+        for size, n in ((512, args.n512), (1024, args.n1024)):
+            floor = codec_floor(n, size)
+            rate = composite_rate(n, size, 1, cache, tmp)
+            rows.append((size, n, rate, floor))
+        r2 = composite_rate(args.n512, 512, 2, cache, tmp)
+        rss = [(n, peak_rss_mb(n, cache, tmp)) for n in args.rss_sizes]
+    print(f"machine: {os.cpu_count()} cores, python {sys.version.split()[0]}, opencv {cv2.__version__}\n")
+    print("| output | samples | composites/s per core | codec floor /s | ratio to floor | target |")
+    print("|---|---:|---:|---:|---:|---|")
+    for size, n, rate, floor in rows:
+        target = ">= 0.5" if size == 1024 else "-"
+        print(f"| {size}x{size} | {n} | {rate:.2f} | {floor:.2f} | {rate / floor:.2f} | {target} |")
+    print()
+    speedup = r2 / rows[0][2]
+    print("| workers | composites/s at 512 | speed-up | target |")
+    print("|---:|---:|---:|---|")
+    print(f"| 1 | {rows[0][2]:.2f} | 1.00 | |")
+    print(f"| 2 | {r2:.2f} | {speedup:.2f} | >= 1.8 |")
+    print()
+    print("| dataset size (samples, 512) | peak RSS (MiB) |")
+    print("|---:|---:|")
+    for n, mb in rss:
+        print(f"| {n} | {mb:.0f} |")
+    print(f"\nRSS growth from {rss[0][0]} to {rss[1][0]} samples: {rss[1][1] / rss[0][1]:.2f}x (target: flat, about 1.0x)")
+
+
+if __name__ == "__main__":
+    main()
