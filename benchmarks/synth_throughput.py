@@ -14,8 +14,13 @@ Targets (issue 2): >= 0.5x the floor at 1024; >= 1.8x on 2 workers; RSS flat in 
 
 from __future__ import annotations
 
-import argparse
 import os
+
+# per-core rates: one BLAS thread, as in the build's workers (set before numpy is imported)
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import argparse  # noqa: E402
 import subprocess
 import sys
 import tempfile

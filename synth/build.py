@@ -13,7 +13,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from synth.balance import QuotaError, balance_report, cell_of
+from synth.balance import balance_report, cell_of
 from synth.executors import chunk, default_workers, register, run_units
 from synth.plan import SPLITS, make_plan, split_counts
 from synth.prepare import default_cache_dir, load_background, load_foreground

@@ -49,6 +49,20 @@ def execute_unit(ctx: Any, unit: Unit) -> list[Any]:
     return [fn(ctx, item) for item in items]
 
 
+def _mp_context():
+    """A fork server with synth preloaded where the platform has one: workers start in
+    milliseconds, and never inherit a parent's OpenCV thread pool (a plain fork after OpenCV has
+    started threads can deadlock); spawn elsewhere."""
+    # one BLAS thread per worker: N workers on N cores must not each start N BLAS threads
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, "1")
+    if "forkserver" in mp.get_all_start_methods():
+        ctx = mp.get_context("forkserver")
+        ctx.set_forkserver_preload(["synth.build"])
+        return ctx
+    return mp.get_context("spawn")
+
+
 def _pool_unit(unit: Unit) -> list[Any]:
     return execute_unit(_CTX, unit)
 
@@ -101,10 +115,8 @@ def run_units(
                 on_done(len(unit[1]))
             yield res
         return
-    # fork where the platform has it: workers start in milliseconds and inherit the imports
-    method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
     with ProcessPoolExecutor(
-        max_workers=workers, mp_context=mp.get_context(method), initializer=_init_worker, initargs=(ctx,)
+        max_workers=workers, mp_context=_mp_context(), initializer=_init_worker, initargs=(ctx,)
     ) as pool:
         pending = {pool.submit(_pool_unit, u): len(u[1]) for u in units}
         while pending:
