@@ -135,17 +135,17 @@ def render_sample(ctx: BuildContext, spec: SampleSpec) -> dict[str, Any]:
             final.append(occ)
 
     image, alpha = composite_layers(plate, final)
-    if spec.fg_ids:
+    box = harmonize.subject_box(alpha)
+    if box is not None:
         if method == "poisson":
             image = harmonize.poisson_blend(image, alpha, plate, h.poisson_mode, strength)
         if h.light_wrap.enabled:
             image = harmonize.light_wrap(image, alpha, plate, h.light_wrap.radius_px, h.light_wrap.strength)
         # the unharmonized composite is only needed inside the subject's box
-        box = harmonize.subject_box(alpha)
         image0, _ = composite_layers(plate[box], [Layer(l.premult[box], l.alpha[box], l.is_subject) for l in naive])
         lab_before = harmonize.lab_distance(image0, alpha[box], background_stats=plate_stats)
         lab_after = harmonize.lab_distance(image, alpha, background_stats=plate_stats)
-    else:
+    else:  # a negative, or a subject pushed wholly out of frame or occluded
         lab_before = lab_after = float("nan")
 
     if (p["brightness"], p["contrast"], p["saturation"], p["hue_deg"]) != (1.0, 1.0, 1.0, 0.0):
