@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import Engine, delete, func, insert, select
 
 from db.engine import session_scope
-from db.models import Dataset, DatasetAttribute, Sample, SampleAttribute
+from db.models import Dataset, DatasetAttribute, Release, Run, Sample, SampleAttribute, Score
 
 PROVENANCES = ("annotated", "self-reported", "estimated", "derived")
 
@@ -150,3 +150,128 @@ def sample_attributes(engine: Engine, dataset: str) -> dict[str, dict[str, str |
         for key, name, value in session.execute(q):
             out.setdefault(key, {})[name] = value
         return out
+
+
+def dataset_samples(engine: Engine, dataset: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """A dataset's record and its samples, each with its attributes.
+
+    Returns:
+        ``(dataset, samples)``: ``dataset`` has ``id, name, kind, root, recipe, info, provenance``
+        (attribute -> provenance); each sample has its ``samples`` columns plus ``attributes``
+        (``{name: text value}``), ordered by ``sample_key``.
+
+    Raises:
+        KeyError: no dataset of that name (the message lists the known ones).
+    """
+    with session_scope(engine) as session:
+        ds = session.scalar(select(Dataset).where(Dataset.name == dataset))
+        if ds is None:
+            known = sorted(session.scalars(select(Dataset.name)))
+            raise KeyError(f"no dataset named {dataset!r} in the catalog (known: {known})")
+        prov = dict(session.execute(select(DatasetAttribute.name, DatasetAttribute.provenance).where(DatasetAttribute.dataset_id == ds.id)).all())
+        info = {"id": ds.id, "name": ds.name, "kind": ds.kind, "root": ds.root, "recipe": ds.recipe, "info": ds.info, "provenance": prov}
+        cols = [c.name for c in Sample.__table__.columns]
+        rows = {r.id: {c: getattr(r, c) for c in cols} | {"attributes": {}} for r in session.scalars(select(Sample).where(Sample.dataset_id == ds.id))}
+        q = select(SampleAttribute.sample_id, SampleAttribute.name, SampleAttribute.value).join(Sample).where(Sample.dataset_id == ds.id)
+        for sid, name, value in session.execute(q):
+            rows[sid]["attributes"][name] = value
+        return info, sorted(rows.values(), key=lambda r: r["sample_key"])
+
+
+def register_release(
+    engine: Engine, name: str, kind: str, path: str, threshold: float, manifest: dict[str, Any] | None = None,
+    version: str | None = None, confidence_proxy: bool = False,
+) -> int:
+    """Register (or replace) a release; replacing deletes its earlier runs and their scores.
+
+    Returns:
+        The new ``releases.id``.
+    """
+    with session_scope(engine) as session:
+        session.execute(delete(Release).where(Release.name == name))
+        rel = Release(name=name, kind=kind, path=str(path), threshold=float(threshold), manifest=manifest, version=version, confidence_proxy=confidence_proxy)
+        session.add(rel)
+        session.flush()
+        return rel.id
+
+
+def get_release(engine: Engine, name: str) -> dict[str, Any]:
+    """A release as a dict of its columns.
+
+    Raises:
+        KeyError: no release of that name (the message lists the known ones).
+    """
+    with session_scope(engine) as session:
+        rel = session.scalar(select(Release).where(Release.name == name))
+        if rel is None:
+            known = sorted(session.scalars(select(Release.name)))
+            raise KeyError(f"no release named {name!r} in the catalog (known: {known})")
+        return {c.name: getattr(rel, c.name) for c in Release.__table__.columns}
+
+
+def list_releases(engine: Engine) -> list[dict[str, Any]]:
+    """Every release as a dict of its columns, by name."""
+    with session_scope(engine) as session:
+        return [{c.name: getattr(r, c.name) for c in Release.__table__.columns} for r in session.scalars(select(Release).order_by(Release.name))]
+
+
+SCORE_FIELDS = ("iou", "dice", "precision", "recall", "boundary_f1", "boundary_iou", "mae", "sad", "mse", "grad", "conn")
+
+
+def register_run(
+    engine: Engine, path: str, release: str, dataset: str, settings: dict[str, Any], summary: dict[str, Any],
+    scores: Sequence[Mapping[str, Any]],
+) -> int:
+    """Store a scoring run and its per-sample scores (a run at the same ``path`` is replaced).
+
+    Args:
+        scores: one mapping per scored sample with ``sample_key``, ``confidence``, ``accepted``,
+            ``acceptable``, ``prediction_resized`` and the metric fields of :data:`SCORE_FIELDS`
+            (NaN or None stored as NULL).
+
+    Raises:
+        KeyError: unknown release, dataset or sample key (named).
+    """
+    def num(v):
+        return None if v is None or (isinstance(v, float) and v != v) else float(v)
+
+    with session_scope(engine) as session:
+        rel_id = session.scalar(select(Release.id).where(Release.name == release))
+        ds_id = session.scalar(select(Dataset.id).where(Dataset.name == dataset))
+        if rel_id is None or ds_id is None:
+            raise KeyError(f"release {release!r} or dataset {dataset!r} is not in the catalog")
+        session.execute(delete(Run).where(Run.path == str(path)))
+        run = Run(path=str(path), release_id=rel_id, dataset_id=ds_id, settings=settings, summary=summary, n_scored=len(scores))
+        session.add(run)
+        session.flush()
+        ids = dict(session.execute(select(Sample.sample_key, Sample.id).where(Sample.dataset_id == ds_id)).all())
+        missing = [s["sample_key"] for s in scores if s["sample_key"] not in ids]
+        if missing:
+            raise KeyError(f"run {path}: sample keys not in dataset {dataset!r}: {missing[:10]}")
+        rows = [
+            {
+                "run_id": run.id, "sample_id": ids[s["sample_key"]],
+                **{f: num(s.get(f)) for f in SCORE_FIELDS},
+                "confidence": float(s["confidence"]), "accepted": bool(s["accepted"]),
+                "acceptable": bool(s["acceptable"]), "prediction_resized": bool(s.get("prediction_resized", False)),
+            }
+            for s in scores
+        ]
+        if rows:
+            session.execute(insert(Score), rows)
+        return run.id
+
+
+def run_scores(engine: Engine, path: str) -> list[dict[str, Any]]:
+    """The per-sample scores of the run stored at ``path``, joined with their sample keys.
+
+    Raises:
+        KeyError: no run at that path.
+    """
+    with session_scope(engine) as session:
+        run_id = session.scalar(select(Run.id).where(Run.path == str(path)))
+        if run_id is None:
+            raise KeyError(f"no run stored at {path!r}")
+        cols = [c for c in Score.__table__.columns if c.name not in ("id", "run_id")]
+        q = select(Sample.sample_key, *cols).join(Sample, Sample.id == Score.sample_id).where(Score.run_id == run_id).order_by(Sample.sample_key)
+        return [dict(r._mapping) for r in session.execute(q)]

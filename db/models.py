@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -103,3 +103,62 @@ class SampleAttribute(Base):
     value: Mapped[str | None] = mapped_column(Text, nullable=True)
 
     sample: Mapped[Sample] = relationship(back_populates="attributes")
+
+
+class Release(Base):
+    """A model release: an ONNX model with its manifest (``kind='onnx'``) or a predictions folder
+    (``kind='predictions'``). ``confidence_proxy`` is True when the release has no confidence output
+    and the documented proxy stands in for it."""
+
+    __tablename__ = "releases"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True, nullable=False)
+    kind: Mapped[str] = mapped_column(String(32), nullable=False)
+    version: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    path: Mapped[str] = mapped_column(Text, nullable=False)
+    manifest: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    threshold: Mapped[float] = mapped_column(Float, nullable=False)
+    confidence_proxy: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_utcnow)
+
+
+class Run(Base):
+    """One scoring of a release on a dataset; ``path`` is the run folder (unique)."""
+
+    __tablename__ = "runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    path: Mapped[str] = mapped_column(Text, unique=True, nullable=False)
+    release_id: Mapped[int] = mapped_column(ForeignKey("releases.id", ondelete="CASCADE"), nullable=False, index=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"), nullable=False, index=True)
+    settings: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    summary: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    n_scored: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_utcnow)
+
+
+class Score(Base):
+    """Per-sample scores of one run (metrics NULL where undefined: negatives, no alpha matte)."""
+
+    __tablename__ = "scores"
+    __table_args__ = (UniqueConstraint("run_id", "sample_id", name="uq_score_run_sample"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), nullable=False, index=True)
+    sample_id: Mapped[int] = mapped_column(ForeignKey("samples.id", ondelete="CASCADE"), nullable=False, index=True)
+    iou: Mapped[float | None] = mapped_column(Float)
+    dice: Mapped[float | None] = mapped_column(Float)
+    precision: Mapped[float | None] = mapped_column(Float)
+    recall: Mapped[float | None] = mapped_column(Float)
+    boundary_f1: Mapped[float | None] = mapped_column(Float)
+    boundary_iou: Mapped[float | None] = mapped_column(Float)
+    mae: Mapped[float | None] = mapped_column(Float)
+    sad: Mapped[float | None] = mapped_column(Float)
+    mse: Mapped[float | None] = mapped_column(Float)
+    grad: Mapped[float | None] = mapped_column(Float)
+    conn: Mapped[float | None] = mapped_column(Float)
+    confidence: Mapped[float] = mapped_column(Float, nullable=False)
+    accepted: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    acceptable: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    prediction_resized: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)

@@ -1,12 +1,23 @@
-"""``evalhub`` command line."""
+"""``evalhub`` command line: datasets, releases, scoring, comparison and reports."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Optional
 
 import typer
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Score subject-lifting model releases.")
+release_app = typer.Typer(add_completion=False, no_args_is_help=True, help="Register and list model releases.")
+app.add_typer(release_app, name="release")
+
+DB_OPT = typer.Option(None, "--database-url", help="[default: $DATABASE_URL or ./liftlab.db]")
+
+
+def _fail(msg: str) -> None:
+    typer.secho(f"error: {msg}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(2)
 
 
 @app.callback()
@@ -15,13 +26,202 @@ def main() -> None:
 
 
 @app.command()
-def datasets(database_url: Optional[str] = typer.Option(None, "--database-url", help="[default: $DATABASE_URL or ./liftlab.db]")) -> None:
+def datasets(database_url: Optional[str] = DB_OPT) -> None:
     """List the datasets in the catalog with their kind, sample count and root folder."""
     import db
     from db.catalog import dataset_summary
 
     rows = dataset_summary(db.connect(database_url))
     if not rows:
-        typer.echo("the catalog holds no dataset yet (run `synth build`)")
+        typer.echo("the catalog holds no dataset yet (run `synth build` or `evalhub import-dataset`)")
     for r in rows:
         typer.echo(f"{r['name']}\t{r['kind']}\t{r['n_samples']} samples\t{r['root']}")
+
+
+@app.command("import-dataset")
+def import_dataset(
+    name: str = typer.Argument(..., help="catalog name of the dataset"),
+    images: Path = typer.Option(..., "--images", help="folder of photos"),
+    masks: Path = typer.Option(..., "--masks", help="folder of ground-truth masks (foreground where > 127), paired by file stem"),
+    alpha: Optional[Path] = typer.Option(None, "--alpha", help="folder of ground-truth alpha mattes"),
+    trimaps: Optional[Path] = typer.Option(None, "--trimaps", help="folder of trimaps (0 / unknown / 255)"),
+    metadata: Optional[Path] = typer.Option(None, "--metadata", help="CSV or Parquet of attributes, one row per id"),
+    id_column: str = typer.Option("sample_id", "--id-column", help="id column of the metadata table"),
+    provenance: list[str] = typer.Option([], "--provenance", help="ATTR=annotated|self-reported|estimated (repeatable; default annotated)"),
+    limit: Optional[int] = typer.Option(None, "--limit", help="import only the first N ids"),
+    database_url: Optional[str] = DB_OPT,
+) -> None:
+    """Register a real image/mask set (ECSSD, CCP layouts) with its attributes."""
+    import db
+    from evalhub.datasets import import_dataset as run
+
+    prov = {}
+    for item in provenance:
+        if "=" not in item:
+            _fail(f"--provenance {item!r}: write ATTR=annotated|self-reported|estimated")
+        k, v = item.split("=", 1)
+        prov[k] = v
+    try:
+        res = run(db.connect(database_url), name, images, masks, alpha, trimaps, metadata, id_column, prov, limit)
+    except (FileNotFoundError, ValueError) as exc:
+        _fail(str(exc))
+    for w in res.warnings[:20]:
+        typer.secho(f"warning: {w}", fg=typer.colors.YELLOW, err=True)
+    for q in res.quarantine:
+        typer.secho(f"quarantined {q['id']}: {q['path']}: {q['reason']}", fg=typer.colors.YELLOW, err=True)
+    typer.echo(f"imported {name}: {res.n_samples} samples ({res.n_negatives} without a subject), {len(res.quarantine)} quarantined")
+
+
+@release_app.command("add")
+def release_add(
+    name: str = typer.Argument(..., help="catalog name of the release"),
+    onnx: Optional[Path] = typer.Option(None, "--onnx", help="ONNX model file"),
+    manifest: Optional[Path] = typer.Option(None, "--manifest", help="release.yaml of the ONNX model"),
+    predictions: Optional[Path] = typer.Option(None, "--predictions", help="folder with masks/<id>.png and confidences.csv"),
+    threshold: float = typer.Option(0.5, "--threshold", help="gate threshold of a predictions release"),
+    version: Optional[str] = typer.Option(None, "--version", help="version of a predictions release"),
+    database_url: Optional[str] = DB_OPT,
+) -> None:
+    """Register an ONNX model with its manifest, or a folder of predictions made elsewhere."""
+    import db
+    from db.catalog import register_release
+    from evalhub.releases import PROXY_DESCRIPTION, OnnxRelease, ReleaseError, load_manifest, scan_predictions
+
+    if (onnx is None) == (predictions is None):
+        _fail("give either --onnx with --manifest, or --predictions")
+    try:
+        if onnx is not None:
+            if manifest is None:
+                _fail("--onnx needs --manifest release.yaml")
+            man = load_manifest(manifest)
+            rel = OnnxRelease(onnx, man)
+            proxy = not rel.has_confidence
+            rid = register_release(db.connect(database_url), name, "onnx", str(onnx.resolve()), man.threshold,
+                                   man.model_dump(mode="json"), man.version, proxy)
+        else:
+            if not 0 <= threshold <= 1:
+                _fail(f"--threshold must be in [0, 1], got {threshold}")
+            files, conf = scan_predictions(predictions)
+            proxy = conf is None
+            rid = register_release(db.connect(database_url), name, "predictions", str(predictions.resolve()), threshold,
+                                   {"n_masks": len(files), "confidences": conf is not None}, version, proxy)
+    except (ReleaseError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    typer.echo(f"release {name} registered (id {rid})")
+    if proxy:
+        typer.secho(f"note: {PROXY_DESCRIPTION}", fg=typer.colors.YELLOW, err=True)
+
+
+@release_app.command("list")
+def release_list(database_url: Optional[str] = DB_OPT) -> None:
+    """List the registered releases."""
+    import db
+    from db.catalog import list_releases
+    from evalhub.releases import describe
+
+    for r in list_releases(db.connect(database_url)):
+        typer.echo(describe(r))
+
+
+@app.command("score")
+def score_cmd(
+    release: str = typer.Option(..., "--release", help="release name"),
+    dataset: str = typer.Option(..., "--dataset", help="dataset name"),
+    out: Path = typer.Option(..., "--out", help="run folder"),
+    accept_iou: float = typer.Option(0.8, "--accept-iou", help="an extraction is acceptable when IoU >= this (tau)"),
+    boundary_px: Optional[int] = typer.Option(None, "--boundary-px", help="boundary F1 tolerance in pixels [default: ceil(0.008 x diagonal)]"),
+    target_precision: float = typer.Option(0.95, "--target-precision", help="precision the recommended threshold must reach"),
+    min_n: int = typer.Option(30, "--min-n", help="slices with fewer images are marked insufficient"),
+    intersections: Optional[str] = typer.Option(None, "--intersections", help="a*b,c*d [default: every pair of attributes]; '' for none"),
+    split: Optional[str] = typer.Option(None, "--split", help="score only this split"),
+    limit: Optional[int] = typer.Option(None, "--limit", help="score only the first N samples"),
+    allow_missing: bool = typer.Option(False, "--allow-missing", help="score what has predictions and list the rest"),
+    workers: Optional[int] = typer.Option(None, "--workers", help="processes [default: all cores]"),
+    executor: str = typer.Option("local", "--executor", help="local or ray"),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address"),
+    seed: int = typer.Option(0, "--seed", help="bootstrap seed"),
+    no_progress: bool = typer.Option(False, "--no-progress"),
+    database_url: Optional[str] = DB_OPT,
+) -> None:
+    """Score a release on a dataset: per-image metrics, gate calibration, slices."""
+    import db
+    from evalhub.metrics import DAVIS_BOUND_TH
+    from evalhub.releases import ReleaseError
+    from evalhub.scoring import ScoreError, score
+
+    try:
+        res = score(
+            db.connect(database_url), release, dataset, out, accept_iou=accept_iou,
+            bound_th=float(boundary_px) if boundary_px else DAVIS_BOUND_TH, target_precision=target_precision,
+            min_n=min_n, intersections=intersections, split=split, limit=limit, allow_missing=allow_missing,
+            workers=workers, executor=executor, ray_address=ray_address, seed=seed, progress=not no_progress,
+        )
+    except (KeyError, ScoreError, ReleaseError, FileNotFoundError) as exc:
+        _fail(str(exc).strip("'\""))
+    s = res.summary
+    for w in s["warnings"][:20]:
+        typer.secho(f"warning: {w}", fg=typer.colors.YELLOW, err=True)
+    for q in res.quarantine:
+        typer.secho(f"quarantined {q['id']}: {q['path']}: {q['reason']}", fg=typer.colors.YELLOW, err=True)
+    typer.echo(_summary_lines(s))
+    typer.echo(f"run written to {res.out} (catalog run id {res.run_id})")
+
+
+def _summary_lines(s: dict) -> str:
+    c = s["counts"]
+    lines = [f"{s['release']['name']} on {s['dataset']['name']}: {c['n']} images ({c['n_positive']} with a subject, {c['n_negative']} negatives), "
+             f"{c['n_quarantined']} quarantined"]
+    for m in ("iou", "boundary_f1", "boundary_iou", "mae"):
+        if m in s["metrics"]:
+            v = s["metrics"][m]
+            lines.append(f"  {m:<13} {v['mean']:.4f}  [{v['lo']:.4f}, {v['hi']:.4f}]")
+    cal = s["calibration"]
+    proxy = "  (proxy confidence)" if s.get("confidence_proxy") else ""
+    lines.append(f"  gate: ECE {cal['ece']:.4f}  Brier {cal['brier']:.4f}  AURC {cal['aurc']:.4f}  FAR {_f(cal['far'])}  FRR {_f(cal['frr'])}{proxy}")
+    rec = cal["recommended"]
+    lines.append("  recommended threshold: " + (f"{rec['threshold']:.4f} (precision {rec['precision']:.3f}, coverage {rec['coverage']:.3f})" if rec else f"none reaches precision {cal['target_precision']}"))
+    return "\n".join(lines)
+
+
+def _f(v) -> str:
+    return "n/a" if v is None or v != v else f"{v:.4f}"
+
+
+@app.command("compare")
+def compare_cmd(
+    run_a: Path = typer.Argument(..., help="baseline run folder"),
+    run_b: Path = typer.Argument(..., help="candidate run folder"),
+    out: Optional[Path] = typer.Option(None, "--out", help="write compare.json here [default: RUN_B/compare-<A>.json]"),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """Paired comparison of two runs on the same dataset (B - A), overall and per slice."""
+    from evalhub.compare import CompareError, compare_runs, format_compare
+
+    try:
+        res = compare_runs(run_a, run_b, seed=seed)
+    except (CompareError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    from evalhub.scoring import _jsonable
+
+    path = out or (Path(run_b) / f"compare-{Path(run_a).resolve().name}.json")
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(_jsonable(res), indent=2))
+    typer.echo(format_compare(res))
+    typer.echo(f"comparison written to {path}")
+
+
+@app.command("report")
+def report_cmd(
+    run: Path = typer.Argument(..., help="run folder"),
+    compare: Optional[Path] = typer.Option(None, "--compare", help="a second run to compare against (B = this one)"),
+    worst: int = typer.Option(8, "--worst", help="how many worst images to show as overlays"),
+) -> None:
+    """Write RUN/report.html (and report.json) with plots, slices and the worst images."""
+    from evalhub.compare import CompareError
+    from evalhub.report import write_report
+
+    try:
+        html = write_report(run, compare, worst=worst)
+    except (CompareError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    typer.echo(f"report written to {html}")

@@ -34,11 +34,20 @@ def _single_thread() -> None:
     cv2.setNumThreads(1)
 
 
-def _init_worker(ctx: Any) -> None:
+DEFAULT_MODULES = ("synth.build",)
+
+
+def _import_all(modules: Sequence[str]) -> None:
+    import importlib
+
+    for name in modules:
+        importlib.import_module(name)  # registers the module's handlers in a fresh worker
+
+
+def _init_worker(ctx: Any, modules: Sequence[str] = DEFAULT_MODULES) -> None:
     global _CTX
     _single_thread()
-    import synth.build  # noqa: F401  (registers the handlers in a spawned worker)
-
+    _import_all(modules)
     _CTX = ctx
 
 
@@ -49,16 +58,17 @@ def execute_unit(ctx: Any, unit: Unit) -> list[Any]:
     return [fn(ctx, item) for item in items]
 
 
-def _mp_context():
-    """A fork server with synth preloaded where the platform has one: workers start in
-    milliseconds, and never inherit a parent's OpenCV thread pool (a plain fork after OpenCV has
-    started threads can deadlock); spawn elsewhere."""
+def _mp_context(modules: Sequence[str] = DEFAULT_MODULES):
+    """A fork server with the handler modules preloaded where the platform has one: workers start
+    in milliseconds, and never inherit a parent's OpenCV thread pool (a plain fork after OpenCV has
+    started threads can deadlock); spawn elsewhere. (The preload list only takes effect when the
+    fork server is not yet running; workers import the modules in any case.)"""
     # one BLAS thread per worker: N workers on N cores must not each start N BLAS threads
     for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(var, "1")
     if "forkserver" in mp.get_all_start_methods():
         ctx = mp.get_context("forkserver")
-        ctx.set_forkserver_preload(["synth.build"])
+        ctx.set_forkserver_preload(list(modules))
         return ctx
     return mp.get_context("spawn")
 
@@ -85,7 +95,7 @@ def chunk(items: Sequence[Any], workers: int, per_worker: int = 4, max_size: int
 
 def run_units(
     ctx: Any, units: list[Unit], *, workers: int, executor: str = "local", ray_address: str | None = None,
-    on_done: Callable[[int], None] | None = None,
+    on_done: Callable[[int], None] | None = None, modules: Sequence[str] = DEFAULT_MODULES,
 ) -> Iterator[list[Any]]:
     """Yield each unit's result list as units finish (completion order).
 
@@ -97,13 +107,14 @@ def run_units(
         executor: ``local`` or ``ray``.
         ray_address: Ray cluster address (``auto``, ``ray://host:10001``); None starts a local one.
         on_done: called with the item count of each finished unit (progress bars).
+        modules: modules a worker imports so that their handlers are registered.
 
     Raises:
         ImportError: ``ray`` asked for but not installed (``pip install liftlab[distributed]``).
         ValueError: unknown executor.
     """
     if executor == "ray":
-        yield from _run_ray(ctx, units, workers, ray_address, on_done)
+        yield from _run_ray(ctx, units, workers, ray_address, on_done, modules)
         return
     if executor != "local":
         raise ValueError(f"unknown executor {executor!r}; use 'local' or 'ray'")
@@ -116,7 +127,7 @@ def run_units(
             yield res
         return
     with ProcessPoolExecutor(
-        max_workers=workers, mp_context=_mp_context(), initializer=_init_worker, initargs=(ctx,)
+        max_workers=workers, mp_context=_mp_context(modules), initializer=_init_worker, initargs=(ctx, tuple(modules))
     ) as pool:
         pending = {pool.submit(_pool_unit, u): len(u[1]) for u in units}
         while pending:
@@ -129,7 +140,7 @@ def run_units(
                 yield res
 
 
-def _run_ray(ctx, units, workers, address, on_done) -> Iterator[list[Any]]:
+def _run_ray(ctx, units, workers, address, on_done, modules) -> Iterator[list[Any]]:
     try:
         import ray
     except ImportError as exc:  # pragma: no cover - depends on the extra
@@ -144,7 +155,7 @@ def _run_ray(ctx, units, workers, address, on_done) -> Iterator[list[Any]]:
     try:
         remote = ray.remote(num_cpus=1)(_ray_unit)
         ctx_ref = ray.put(ctx)
-        refs = {remote.remote(ctx_ref, u): len(u[1]) for u in units}
+        refs = {remote.remote(ctx_ref, u, tuple(modules)): len(u[1]) for u in units}
         while refs:
             done, _ = ray.wait(list(refs), num_returns=1)
             for ref in done:
@@ -158,8 +169,7 @@ def _run_ray(ctx, units, workers, address, on_done) -> Iterator[list[Any]]:
             ray.shutdown()
 
 
-def _ray_unit(ctx: Any, unit: Unit) -> list[Any]:
+def _ray_unit(ctx: Any, unit: Unit, modules: Sequence[str] = DEFAULT_MODULES) -> list[Any]:
     _single_thread()
-    import synth.build  # noqa: F401
-
+    _import_all(modules)
     return execute_unit(ctx, unit)

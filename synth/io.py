@@ -28,7 +28,12 @@ class BadInput(Exception):
         self.reason = reason
 
 
-def _open(path: str | os.PathLike) -> Image.Image:
+def open_image(path: str | os.PathLike) -> Image.Image:
+    """Open and fully decode an image with PIL, EXIF orientation applied.
+
+    Raises:
+        BadInput: missing, truncated or undecodable file.
+    """
     path = Path(path)
     if not path.is_file():
         raise BadInput(path, "missing file")
@@ -66,7 +71,7 @@ def read_rgb(path: str | os.PathLike) -> np.ndarray:
     Raises:
         BadInput: missing, truncated or undecodable file.
     """
-    img = _open(path)
+    img = open_image(path)
     if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         gray = _to_uint8(np.asarray(img))
         return np.repeat(gray[..., None], 3, axis=2)
@@ -85,7 +90,7 @@ def read_gray(path: str | os.PathLike) -> np.ndarray:
     Raises:
         BadInput: missing, truncated or undecodable file.
     """
-    img = _open(path)
+    img = open_image(path)
     if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         return _to_uint8(np.asarray(img))
     if img.mode in ("RGBA", "LA", "PA"):
@@ -106,7 +111,7 @@ def read_rgba(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     Raises:
         BadInput: unreadable file, or a file without an alpha channel.
     """
-    img = _open(path)
+    img = open_image(path)
     if img.mode not in ("RGBA", "LA", "PA", "P"):
         raise BadInput(path, f"cut-out has no alpha channel (mode {img.mode})")
     img = img.convert("RGBA")
@@ -144,6 +149,15 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def _file_mode() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+_FILE_MODE = _file_mode()
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically: a temporary file in the same folder, then rename.
 
@@ -156,6 +170,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
+            os.fchmod(fh.fileno(), _FILE_MODE)  # mkstemp creates 0600; outputs are plain files
         os.replace(tmp, path)
     except BaseException:
         try:

@@ -1,0 +1,326 @@
+"""``evalhub score``: run a release on a catalog dataset, score every image, calibrate the gate,
+slice, and store the run in the catalog and in its folder.
+
+Run folder::
+
+    RUN/samples.parquet          one row per scored image: metrics, confidence, accepted,
+                                 acceptable, has_subject, prediction_resized, attr_* columns
+    RUN/summary.json             overall means with CIs, gate calibration, slices, quarantine,
+                                 warnings, settings
+    RUN/predictions/masks/*.png  the release's probability maps (8-bit), and
+    RUN/predictions/confidences.csv
+                                 so the run folder is itself a predictions folder (raters, reports)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pandas as pd
+
+from evalhub import metrics as M
+from evalhub.calibration import calibration_report, check_confidences
+from evalhub.datasets import derived_attributes, read_alpha, read_mask, read_trimap
+from evalhub.releases import PROXY_DESCRIPTION, OnnxRelease, ReleaseManifest, proxy_confidence, read_probability, scan_predictions, write_confidences
+from evalhub.slicing import ATTR_PREFIX, MIN_N, slice_table
+from evalhub.stats import N_BOOT, bootstrap_mean
+from synth.executors import chunk, default_workers, register, run_units
+from synth.io import BadInput, atomic_write_bytes, atomic_write_text, encode_png, read_rgb
+
+MODULE = "evalhub.scoring"
+SUMMARY_METRICS = M.MASK_METRICS + M.MATTING_METRICS
+
+
+class ScoreError(ValueError):
+    """A run that cannot be scored as asked: missing predictions, bad confidences (ids named)."""
+
+
+@dataclass
+class ScoreContext:
+    """Everything a worker needs to score a batch (picklable)."""
+
+    root: str
+    release_kind: str
+    release_path: str
+    manifest: dict[str, Any] | None
+    prediction_files: dict[str, str]
+    confidences: dict[str, float] | None
+    bound_th: float
+    dilation_ratio: float
+    out_dir: str
+
+
+_SESSION: dict[str, OnnxRelease] = {}
+
+
+def _onnx(ctx: ScoreContext) -> OnnxRelease:
+    rel = _SESSION.get(ctx.release_path)
+    if rel is None:
+        rel = OnnxRelease(ctx.release_path, ReleaseManifest.model_validate(ctx.manifest), threads=1)
+        _SESSION[ctx.release_path] = rel
+    return rel
+
+
+def _quarantine(sample: dict, path: str, reason: str) -> dict:
+    return {"quarantine": {"id": sample["sample_key"], "path": path, "reason": reason}}
+
+
+@register("evalhub.score_batch")
+def score_batch(ctx: ScoreContext, batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Score one batch of samples; an unreadable file quarantines its sample only."""
+    root = Path(ctx.root)
+    loaded, results = [], []
+    for s in batch:
+        try:
+            gt = read_mask(root / s["mask_path"])
+            image = read_rgb(root / s["image_path"]) if ctx.release_kind == "onnx" else None
+        except BadInput as exc:
+            results.append(_quarantine(s, exc.path, exc.reason))
+            continue
+        loaded.append((s, gt, image))
+    preds: list[tuple[np.ndarray | None, float | None, str | None]] = []
+    if ctx.release_kind == "onnx" and loaded:
+        preds = [(p, c, None) for p, c in _onnx(ctx).predict([im for _, _, im in loaded])]
+    else:
+        for s, _, _ in loaded:
+            path = ctx.prediction_files[s["sample_key"]]
+            try:
+                preds.append((read_probability(path), None if ctx.confidences is None else ctx.confidences[s["sample_key"]], None))
+            except BadInput as exc:
+                preds.append((None, None, exc.reason))
+    for (s, gt, _), (prob, conf, err) in zip(loaded, preds):
+        if prob is None:
+            results.append(_quarantine(s, ctx.prediction_files.get(s["sample_key"], ""), f"prediction: {err}"))
+            continue
+        resized = prob.shape != gt.shape
+        if resized:
+            prob = np.clip(cv2.resize(prob, (gt.shape[1], gt.shape[0]), interpolation=cv2.INTER_LINEAR), 0, 1)
+        alpha = trimap = None
+        notes = []
+        if s.get("alpha_path") and s.get("trimap_path"):
+            try:
+                alpha, trimap = read_alpha(root / s["alpha_path"]), read_trimap(root / s["trimap_path"])
+                if alpha.shape != gt.shape or trimap.shape != gt.shape:
+                    notes.append("alpha/trimap size differs from the mask: matting errors skipped")
+                    alpha = trimap = None
+            except BadInput as exc:
+                notes.append(f"matting ground truth unreadable ({exc.reason}): matting errors skipped")
+                alpha = trimap = None
+        row: dict[str, Any] = {"sample_key": s["sample_key"], "split": s.get("split"), "has_subject": bool(s["has_subject"]),
+                               "image_path": s["image_path"], "mask_path": s["mask_path"],
+                               "height": gt.shape[0], "width": gt.shape[1], "prediction_resized": resized,
+                               "pred_area_fraction": float((prob >= 0.5).mean())}
+        if s["has_subject"]:
+            row.update(M.image_metrics(prob, gt, alpha, trimap, ctx.bound_th, ctx.dilation_ratio))
+        else:
+            row.update({k: float("nan") for k in ("iou", "dice", "precision", "recall", "boundary_f1", "boundary_precision", "boundary_recall", "boundary_iou", "mae", *M.MATTING_METRICS)})
+        row["confidence"] = proxy_confidence(prob) if conf is None else conf
+        row["derived"] = derived_attributes(gt)
+        row["notes"] = notes
+        atomic_write_bytes(Path(ctx.out_dir) / "predictions" / "masks" / f"{s['sample_key']}.png", encode_png(np.round(prob * 255).astype(np.uint8)))
+        results.append(row)
+    return results
+
+
+@dataclass
+class ScoreResult:
+    """A finished run: its folder, table and summary."""
+
+    out: Path
+    table: pd.DataFrame
+    summary: dict[str, Any]
+    run_id: int
+    quarantine: list[dict[str, str]] = field(default_factory=list)
+
+
+def score(
+    engine: Any,
+    release: str,
+    dataset: str,
+    out: str | Path,
+    *,
+    accept_iou: float = 0.8,
+    bound_th: float = M.DAVIS_BOUND_TH,
+    dilation_ratio: float = M.BOUNDARY_IOU_DILATION_RATIO,
+    target_precision: float = 0.95,
+    min_n: int = MIN_N,
+    intersections: str | None = None,
+    split: str | None = None,
+    limit: int | None = None,
+    allow_missing: bool = False,
+    workers: int | None = None,
+    executor: str = "local",
+    ray_address: str | None = None,
+    n_boot: int = N_BOOT,
+    seed: int = 0,
+    progress: bool = True,
+) -> ScoreResult:
+    """Score ``release`` on ``dataset`` into the folder ``out`` and the catalog.
+
+    An extraction is *acceptable* when the image has a subject and its IoU >= ``accept_iou``; a
+    negative never is. It is *accepted* when its confidence >= the release threshold.
+
+    Args:
+        engine: a migrated catalog engine.
+        bound_th: boundary F1 tolerance (fraction of the diagonal, or pixels when >= 1).
+        split: score only samples of this split (``test``...).
+        limit: score only the first ``limit`` samples (sorted by key).
+        allow_missing: score the samples that have predictions and list the others, instead of
+            failing.
+        workers: processes (default all cores; ONNX sessions get one thread each when > 1).
+
+    Raises:
+        KeyError: unknown release or dataset.
+        ScoreError: missing predictions or confidences (ids listed), NaN/infinite/out-of-range
+            confidences from a model (ids listed), nothing left to score.
+        ReleaseError: the ONNX model does not match its manifest.
+    """
+    from db.catalog import dataset_samples, get_release, register_run
+
+    t0 = time.perf_counter()
+    rel = get_release(engine, release)
+    ds, samples = dataset_samples(engine, dataset)
+    if split is not None:
+        samples = [s for s in samples if s["split"] == split]
+    if limit is not None:
+        samples = samples[:limit]
+    if not samples:
+        raise ScoreError(f"dataset {dataset!r} has no samples{f' in split {split!r}' if split else ''}")
+    out = Path(out).resolve()
+    (out / "predictions" / "masks").mkdir(parents=True, exist_ok=True)
+    warnings: list[str] = []
+    missing: list[str] = []
+    files: dict[str, str] = {}
+    confidences = None
+    if rel["kind"] == "predictions":
+        found, confidences = scan_predictions(rel["path"])
+        keys = {s["sample_key"] for s in samples}
+        missing = sorted(keys - set(found))
+        extra = sorted(set(found) - keys)
+        if extra:
+            warnings.append(f"{len(extra)} prediction(s) for ids not in the scored samples, ignored: {extra[:20]}")
+        if missing and not allow_missing:
+            raise ScoreError(f"release {release!r}: {len(missing)} sample(s) of {dataset!r} have no prediction in {rel['path']}/masks: {missing[:50]}")
+        if missing:
+            warnings.append(f"{len(missing)} sample(s) without a prediction were not scored: {missing[:50]}")
+            samples = [s for s in samples if s["sample_key"] not in set(missing)]
+        if confidences is not None:
+            no_conf = sorted(s["sample_key"] for s in samples if s["sample_key"] not in confidences)
+            if no_conf:
+                raise ScoreError(f"release {release!r}: confidences.csv has no row for ids {no_conf[:50]}")
+        files = {k: str(v) for k, v in found.items() if k in keys}
+        if not samples:
+            raise ScoreError(f"release {release!r}: nothing to score")
+    else:
+        OnnxRelease(rel["path"], ReleaseManifest.model_validate(rel["manifest"]))  # fail early on a mismatch
+    ctx = ScoreContext(ds["root"], rel["kind"], rel["path"], rel["manifest"], files, confidences, bound_th, dilation_ratio, str(out))
+
+    workers = default_workers() if workers is None else max(1, workers)
+    bs = (rel["manifest"] or {}).get("batch_size", 8) if rel["kind"] == "onnx" else 8
+    batches = [samples[i : i + bs] for i in range(0, len(samples), bs)]
+    units = [("evalhub.score_batch", c) for c in chunk(batches, workers, per_worker=4, max_size=8)]
+    rows, quarantine = [], []
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(batches), desc=f"scoring {release} on {dataset}", unit="batch")
+    try:
+        for res in run_units(ctx, units, workers=workers, executor=executor, ray_address=ray_address,
+                             on_done=bar.update if bar else None, modules=(MODULE,)):
+            for batch_res in res:
+                for r in batch_res:
+                    (quarantine.append(r["quarantine"]) if "quarantine" in r else rows.append(r))
+    finally:
+        if bar:
+            bar.close()
+    if not rows:
+        raise ScoreError(f"release {release!r} on {dataset!r}: every sample was quarantined: {quarantine[:5]}")
+    rows.sort(key=lambda r: r["sample_key"])
+    try:
+        check_confidences([r["confidence"] for r in rows], [r["sample_key"] for r in rows], what=f"release {release!r} confidence")
+    except ValueError as exc:
+        raise ScoreError(str(exc)) from None
+
+    by_key = {s["sample_key"]: s for s in samples}
+    attr_names = sorted({a for s in samples for a in s["attributes"]} | {a for r in rows for a in r["derived"]})
+    for r in rows:
+        attrs = dict(by_key[r["sample_key"]]["attributes"])
+        for k, v in r.pop("derived").items():
+            attrs.setdefault(k, None if v is None else ("true" if v is True else "false" if v is False else str(v)))
+        for a in attr_names:
+            r[ATTR_PREFIX + a] = attrs.get(a)
+        for note in r.pop("notes"):
+            warnings.append(f"{r['sample_key']}: {note}")
+        r["acceptable"] = bool(r["has_subject"] and r["iou"] >= accept_iou)
+        r["accepted"] = bool(r["confidence"] >= rel["threshold"])
+    table = pd.DataFrame(rows)
+    resized = table.loc[table["prediction_resized"], "sample_key"].tolist()
+    if resized:
+        warnings.append(f"{len(resized)} prediction(s) differ in size from their ground truth and were resized (bilinear): {resized[:20]}")
+
+    write_confidences(out / "predictions" / "confidences.csv", dict(zip(table["sample_key"], table["confidence"])))
+    table.to_parquet(out / "samples.parquet", index=False)
+
+    settings = {
+        "release": release, "dataset": dataset, "split": split, "limit": limit, "accept_iou": accept_iou,
+        "boundary_tolerance": bound_th, "boundary_iou_dilation_ratio": dilation_ratio,
+        "target_precision": target_precision, "min_n": min_n, "n_boot": n_boot, "seed": seed,
+        "threshold": rel["threshold"], "intersections": intersections,
+    }
+    pos = table[table["has_subject"]]
+    summary = {
+        "release": {k: rel[k] for k in ("name", "kind", "version", "path", "threshold", "confidence_proxy")},
+        "confidence_proxy": PROXY_DESCRIPTION if rel["confidence_proxy"] else None,
+        "dataset": {"name": ds["name"], "kind": ds["kind"], "root": ds["root"], "provenance": ds["provenance"]},
+        "settings": settings,
+        "counts": {"n": int(len(table)), "n_positive": int(len(pos)), "n_negative": int(len(table) - len(pos)),
+                   "n_quarantined": len(quarantine), "n_missing": len(missing), "n_resized": len(resized)},
+        "metrics": {m: bootstrap_mean(pos[m], n_boot, seed=seed) for m in SUMMARY_METRICS if pos[m].notna().any()},
+        "calibration": calibration_report(table["confidence"].to_numpy(), table["acceptable"].to_numpy(), rel["threshold"], target_precision),
+        "slicing": slice_table(table, intersections=intersections, min_n=min_n, n_boot=n_boot, seed=seed),
+        "quarantine": quarantine,
+        "missing": missing,
+        "warnings": warnings,
+        "seconds": round(time.perf_counter() - t0, 2),
+    }
+    atomic_write_text(out / "summary.json", json.dumps(_jsonable(summary), indent=2))
+    run_id = register_run(engine, str(out), release, dataset, settings, _jsonable({k: summary[k] for k in ("counts", "metrics", "release", "confidence_proxy")}),
+                          table.to_dict("records"))
+    return ScoreResult(out, table, summary, run_id, quarantine)
+
+
+def _jsonable(obj: Any) -> Any:
+    """Plain JSON: NaN/inf become null, numpy scalars become Python numbers."""
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, (np.floating, float)):
+        v = float(obj)
+        return v if math.isfinite(v) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    return obj
+
+
+def load_run(run: str | Path) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """A run folder's table and summary.
+
+    Raises:
+        FileNotFoundError: the folder has no ``samples.parquet`` or ``summary.json`` (named).
+    """
+    run = Path(run)
+    for name in ("samples.parquet", "summary.json"):
+        if not (run / name).is_file():
+            raise FileNotFoundError(f"{run} is not an evalhub run: {name} is missing")
+    return pd.read_parquet(run / "samples.parquet"), json.loads((run / "summary.json").read_text())
