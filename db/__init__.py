@@ -10,13 +10,16 @@ catalog to the newest revision before handing out an engine.
 """
 
 from db.engine import DEFAULT_SQLITE_PATH, connect, database_url, session_scope, upgrade
-from db.models import Base, Dataset, DatasetAttribute, Sample, SampleAttribute
+from db.models import Base, Dataset, DatasetAttribute, Release, Run, Sample, SampleAttribute, Score
 
 __all__ = [
     "DEFAULT_SQLITE_PATH",
     "Base",
     "Dataset",
     "DatasetAttribute",
+    "Release",
+    "Run",
+    "Score",
     "Sample",
     "SampleAttribute",
     "connect",

@@ -34,7 +34,7 @@ class Dataset(Base):
     recipe: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     info: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     n_samples: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_utcnow)
+    created_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=_utcnow, nullable=True)
 
     samples: Mapped[list[Sample]] = relationship(
         back_populates="dataset", cascade="all, delete-orphan", passive_deletes=True
@@ -120,7 +120,7 @@ class Release(Base):
     manifest: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     threshold: Mapped[float] = mapped_column(Float, nullable=False)
     confidence_proxy: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_utcnow)
+    created_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=_utcnow, nullable=True)
 
 
 class Run(Base):
@@ -135,7 +135,7 @@ class Run(Base):
     settings: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     summary: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     n_scored: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_utcnow)
+    created_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=_utcnow, nullable=True)
 
 
 class Score(Base):

@@ -213,26 +213,46 @@ class OnnxRelease:
     def has_confidence(self) -> bool:
         return "confidence" in self.manifest.outputs
 
+    def input_shape(self, n: int) -> tuple[int, int, int, int]:
+        """Shape of a batch of ``n`` model inputs."""
+        h, w = self.manifest.input.size
+        return (n, 3, h, w) if self.manifest.input.layout == "NCHW" else (n, h, w, 3)
+
     def preprocess(self, rgb: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int, int]]:
-        """One image to a model input ``(C, h, w)`` or ``(h, w, C)`` float32 and the valid window
+        """One image to a model input ``(3, h, w)`` or ``(h, w, 3)`` float32 and the valid window
         ``(top, left, height, width)`` inside it (the whole input for ``stretch``)."""
+        out = np.empty(self.input_shape(1)[1:], np.float32)
+        return out, self.preprocess_into(rgb, out)
+
+    def preprocess_into(self, rgb: np.ndarray, out: np.ndarray) -> tuple[int, int, int, int]:
+        """Write one image's model input into ``out`` (one slot of a batch) and return the valid
+        window ``(top, left, height, width)``.
+
+        Resizing: ``stretch`` to the input size, or ``letterbox`` (fit, keep aspect, centre, pad
+        with ``pad_value``); area interpolation when shrinking, bilinear when enlarging. Then
+        ``(pixel / scale - mean) / std`` per channel, in the manifest's colour order and layout.
+        """
         spec = self.manifest.input
         h, w = spec.size
-        img = rgb if spec.color_order == "RGB" else rgb[..., ::-1]
         if spec.resize == "stretch":
-            out = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA if img.shape[0] > h else cv2.INTER_LINEAR)
-            window = (0, 0, h, w)
+            nh, nw, top, left = h, w, 0, 0
         else:
-            s = min(h / img.shape[0], w / img.shape[1])
-            nh, nw = max(1, round(img.shape[0] * s)), max(1, round(img.shape[1] * s))
+            s = min(h / rgb.shape[0], w / rgb.shape[1])
+            nh, nw = max(1, round(rgb.shape[0] * s)), max(1, round(rgb.shape[1] * s))
             top, left = (h - nh) // 2, (w - nw) // 2
-            out = np.full((h, w, 3), spec.pad_value, np.float32)
-            out[top : top + nh, left : left + nw] = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
-            window = (top, left, nh, nw)
-        x = (out.astype(np.float32) / spec.scale - np.float32(spec.mean)) / np.float32(spec.std)
-        if spec.layout == "NCHW":
-            x = x.transpose(2, 0, 1)
-        return np.ascontiguousarray(x, dtype=np.float32), window
+        shrink = nh < rgb.shape[0] or nw < rgb.shape[1]
+        resized = cv2.resize(rgb, (nw, nh), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+        order = (0, 1, 2) if spec.color_order == "RGB" else (2, 1, 0)
+        for c, src in enumerate(order):
+            gain = 1.0 / (spec.scale * spec.std[c])
+            bias = spec.mean[c] / spec.std[c]
+            plane = out[c] if spec.layout == "NCHW" else out[..., c]
+            if (nh, nw) != (h, w):
+                plane[...] = spec.pad_value * gain - bias
+            dst = plane[top : top + nh, left : left + nw]
+            np.multiply(resized[..., src], np.float32(gain), out=dst, casting="unsafe")
+            dst -= np.float32(bias)
+        return (top, left, nh, nw)
 
     def run_batch(self, batch: np.ndarray) -> list[np.ndarray]:
         """Bare ``InferenceSession.run`` of one preprocessed batch (the mask and confidence outputs)."""
@@ -281,22 +301,41 @@ class OnnxRelease:
             One ``(prob (H, W) float32 in [0, 1], confidence)`` per image, in order. Confidences are
             returned raw; the caller checks them for NaN, infinite and out-of-range values.
         """
-        out: list[tuple[np.ndarray, float | None]] = []
+        from concurrent.futures import ThreadPoolExecutor
+
         bs = self.manifest.batch_size
-        for i in range(0, len(images), bs):
-            chunk = images[i : i + bs]
-            pre = [self.preprocess(im) for im in chunk]
-            res = self.run_batch(np.stack([p[0] for p in pre]))
-            maps = self._mask_maps(res[0])
-            confs = self._confidences(res[1]) if self.has_confidence else [None] * len(chunk)
-            for im, (_, (top, left, nh, nw)), m, c in zip(chunk, pre, maps, confs):
-                mh, mw = m.shape
-                ih, iw = self.manifest.input.size
-                # the valid window in output coordinates (outputs may be smaller than inputs)
-                sy, sx = mh / ih, mw / iw
-                win = m[int(round(top * sy)) : int(round((top + nh) * sy)), int(round(left * sx)) : int(round((left + nw) * sx))]
-                prob = cv2.resize(win, (im.shape[1], im.shape[0]), interpolation=cv2.INTER_LINEAR)
-                out.append((np.clip(prob, 0, 1).astype(np.float32), None if c is None else float(c)))
+        chunks = [images[i : i + bs] for i in range(0, len(images), bs)]
+        out: list[tuple[np.ndarray, float | None]] = []
+        if not chunks:
+            return out
+        # the next batch is prepared on a second thread while the session runs this one (OpenCV,
+        # NumPy and onnxruntime release the GIL)
+        with ThreadPoolExecutor(1) as pool:
+            nxt = pool.submit(self._prepare, chunks[0])
+            for i, chunk in enumerate(chunks):
+                batch, windows = nxt.result()
+                if i + 1 < len(chunks):
+                    nxt = pool.submit(self._prepare, chunks[i + 1])
+                res = self.run_batch(batch)
+                out.extend(self._postprocess(chunk, windows, res))
+        return out
+
+    def _prepare(self, chunk: list[np.ndarray]) -> tuple[np.ndarray, list[tuple[int, int, int, int]]]:
+        batch = np.empty(self.input_shape(len(chunk)), np.float32)
+        return batch, [self.preprocess_into(im, batch[k]) for k, im in enumerate(chunk)]
+
+    def _postprocess(self, chunk, windows, res) -> list[tuple[np.ndarray, float | None]]:
+        maps = self._mask_maps(res[0])
+        confs = self._confidences(res[1]) if self.has_confidence else [None] * len(chunk)
+        ih, iw = self.manifest.input.size
+        out = []
+        for im, (top, left, nh, nw), m, c in zip(chunk, windows, maps, confs):
+            mh, mw = m.shape
+            # the valid window in output coordinates (outputs may be smaller than inputs)
+            sy, sx = mh / ih, mw / iw
+            win = m[int(round(top * sy)) : int(round((top + nh) * sy)), int(round(left * sx)) : int(round((left + nw) * sx))]
+            prob = cv2.resize(win, (im.shape[1], im.shape[0]), interpolation=cv2.INTER_LINEAR)
+            out.append((np.clip(prob, 0, 1, out=prob), None if c is None else float(c)))
         return out
 
 

@@ -55,6 +55,7 @@ class ScoreContext:
     bound_th: float
     dilation_ratio: float
     out_dir: str
+    onnx_threads: int = 0
 
 
 _SESSION: dict[str, OnnxRelease] = {}
@@ -63,7 +64,7 @@ _SESSION: dict[str, OnnxRelease] = {}
 def _onnx(ctx: ScoreContext) -> OnnxRelease:
     rel = _SESSION.get(ctx.release_path)
     if rel is None:
-        rel = OnnxRelease(ctx.release_path, ReleaseManifest.model_validate(ctx.manifest), threads=1)
+        rel = OnnxRelease(ctx.release_path, ReleaseManifest.model_validate(ctx.manifest), threads=ctx.onnx_threads)
         _SESSION[ctx.release_path] = rel
     return rel
 
@@ -210,7 +211,8 @@ def score(
             raise ScoreError(f"release {release!r}: {len(missing)} sample(s) of {dataset!r} have no prediction in {rel['path']}/masks: {missing[:50]}")
         if missing:
             warnings.append(f"{len(missing)} sample(s) without a prediction were not scored: {missing[:50]}")
-            samples = [s for s in samples if s["sample_key"] not in set(missing)]
+            gone = set(missing)
+            samples = [s for s in samples if s["sample_key"] not in gone]
         if confidences is not None:
             no_conf = sorted(s["sample_key"] for s in samples if s["sample_key"] not in confidences)
             if no_conf:
@@ -220,9 +222,10 @@ def score(
             raise ScoreError(f"release {release!r}: nothing to score")
     else:
         OnnxRelease(rel["path"], ReleaseManifest.model_validate(rel["manifest"]))  # fail early on a mismatch
-    ctx = ScoreContext(ds["root"], rel["kind"], rel["path"], rel["manifest"], files, confidences, bound_th, dilation_ratio, str(out))
-
     workers = default_workers() if workers is None else max(1, workers)
+    # one onnxruntime thread per worker process; all cores for a single inline session
+    ctx = ScoreContext(ds["root"], rel["kind"], rel["path"], rel["manifest"], files, confidences, bound_th, dilation_ratio,
+                       str(out), onnx_threads=0 if workers == 1 else 1)
     bs = (rel["manifest"] or {}).get("batch_size", 8) if rel["kind"] == "onnx" else 8
     batches = [samples[i : i + bs] for i in range(0, len(samples), bs)]
     units = [("evalhub.score_batch", c) for c in chunk(batches, workers, per_worker=4, max_size=8)]
