@@ -12,7 +12,7 @@ import pandas as pd
 from evalhub.calibration import aurc, brier, ece
 from evalhub.metrics import HIGHER_IS_BETTER
 from evalhub.scoring import load_run
-from evalhub.slicing import ATTR_PREFIX, _seed, iter_slices, sliceable
+from evalhub.slicing import _seed, iter_slices, sliceable
 from evalhub.stats import LEVEL, N_BOOT, bootstrap_indices, holm, paired_bootstrap, percentile_interval
 
 COMPARE_METRICS = ("iou", "boundary_f1", "boundary_iou", "dice", "mae", "sad", "mse", "grad", "conn")

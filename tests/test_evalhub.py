@@ -20,7 +20,6 @@ from evalhub import metrics as M
 from evalhub.cli import app
 from evalhub.compare import compare_runs
 from evalhub.datasets import import_dataset, read_mask, thin_fraction
-from evalhub.releases import OnnxRelease, ReleaseError, load_manifest
 from evalhub.scoring import ScoreError, score
 from tests.conftest import ECSSD
 
@@ -267,3 +266,13 @@ def test_compare_refuses_runs_of_different_datasets(engine, ecssd, tmp_path):
 
     with pytest.raises(CompareError, match="different datasets"):
         compare_runs(tmp_path / "a", tmp_path / "b")
+
+
+@pytest.mark.slow
+def test_ray_executor_gives_the_same_table(engine, ecssd, tmp_path):
+    pytest.importorskip("ray")
+    write_predictions(tmp_path / "p", ecssd_ids(), transform=erode(5))
+    register_release(engine, "r", "predictions", str(tmp_path / "p"), threshold=0.5)
+    local = score(engine, "r", ecssd, tmp_path / "local", progress=False, workers=1).table
+    on_ray = score(engine, "r", ecssd, tmp_path / "ray", progress=False, workers=2, executor="ray").table
+    pd.testing.assert_frame_equal(local, on_ray)
