@@ -276,3 +276,36 @@ def test_ray_executor_gives_the_same_table(engine, ecssd, tmp_path):
     local = score(engine, "r", ecssd, tmp_path / "local", progress=False, workers=1).table
     on_ray = score(engine, "r", ecssd, tmp_path / "ray", progress=False, workers=2, executor="ray").table
     pd.testing.assert_frame_equal(local, on_ray)
+
+
+def test_a_synth_build_is_scored_with_matting_errors(tmp_path, cache_dir, sqlite_url):
+    """A synth dataset straight from the catalog: its own binary masks as predictions score IoU 1
+    on every positive, negatives are judged by the gate, and the matting errors of the binary mask
+    against the refined alpha matte equal their definitions over the trimap's unknown region."""
+    from synth.build import build
+    from synth.recipe import parse_recipe
+    from tests.conftest import ecssd_recipe
+
+    res = build(parse_recipe(ecssd_recipe(cache_dir, n_samples=12)), tmp_path / "ds", workers=1, progress=False, catalog_url=sqlite_url)
+    engine = db.connect(sqlite_url)
+    _, samples = dataset_samples(engine, "ecssd-small")
+    preds = tmp_path / "p" / "masks"
+    preds.mkdir(parents=True)
+    for s in samples:
+        shutil.copy(res.out_dir / s["mask_path"], preds / f"{s['sample_key']}.png")
+    register_release(engine, "self", "predictions", str(tmp_path / "p"), threshold=0.5, confidence_proxy=True)
+    t = score(engine, "self", "ecssd-small", tmp_path / "run", progress=False, workers=1).table.set_index("sample_key")
+    pos = t[t["has_subject"]]
+    assert len(pos) > 0 and (~t["has_subject"]).sum() == 3  # 25 % negatives of 12
+    assert (pos["iou"] == 1.0).all() and (pos["boundary_f1"] == 1.0).all()
+    assert t.loc[~t["has_subject"], "confidence"].eq(0.0).all()  # empty prediction: proxy 0, hidden
+    s = next(x for x in samples if x["has_subject"])
+    from evalhub.datasets import read_alpha, read_trimap
+
+    alpha = read_alpha(res.out_dir / s["alpha_path"])
+    trimap = read_trimap(res.out_dir / s["trimap_path"])
+    binary = read_mask(res.out_dir / s["mask_path"]).astype(np.float64)
+    u = trimap == 128
+    assert t.loc[s["sample_key"], "sad"] == pytest.approx(np.abs(binary - alpha)[u].sum() / 1000, rel=1e-5)
+    assert t.loc[s["sample_key"], "mse"] == pytest.approx(((binary - alpha)[u] ** 2).mean(), rel=1e-5)
+    engine.dispose()
