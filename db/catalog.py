@@ -121,6 +121,20 @@ def register_dataset(
         return dataset.id
 
 
+def _by_name(session: Any, model: Any, name: str, what: str) -> Any:
+    """The ``model`` row named ``name``; KeyError listing the known names when there is none."""
+    row = session.scalar(select(model).where(model.name == name))
+    if row is None:
+        known = sorted(session.scalars(select(model.name)))
+        raise KeyError(f"no {what} named {name!r} in the catalog (known: {known})")
+    return row
+
+
+def _as_dict(row: Any) -> dict[str, Any]:
+    """A mapped row as ``{column: value}``."""
+    return {c.name: getattr(row, c.name) for c in row.__table__.columns}
+
+
 def dataset_summary(engine: Engine) -> list[dict[str, Any]]:
     """List every dataset with its kind, root and sample count (counted from ``samples``)."""
     with session_scope(engine) as session:
@@ -138,9 +152,7 @@ def sample_attributes(engine: Engine, dataset: str) -> dict[str, dict[str, str |
         KeyError: no dataset of that name.
     """
     with session_scope(engine) as session:
-        ds = session.scalar(select(Dataset).where(Dataset.name == dataset))
-        if ds is None:
-            raise KeyError(f"no dataset named {dataset!r} in the catalog")
+        ds = _by_name(session, Dataset, dataset, "dataset")
         out: dict[str, dict[str, str | None]] = {}
         q = (
             select(Sample.sample_key, SampleAttribute.name, SampleAttribute.value)
@@ -164,14 +176,10 @@ def dataset_samples(engine: Engine, dataset: str) -> tuple[dict[str, Any], list[
         KeyError: no dataset of that name (the message lists the known ones).
     """
     with session_scope(engine) as session:
-        ds = session.scalar(select(Dataset).where(Dataset.name == dataset))
-        if ds is None:
-            known = sorted(session.scalars(select(Dataset.name)))
-            raise KeyError(f"no dataset named {dataset!r} in the catalog (known: {known})")
+        ds = _by_name(session, Dataset, dataset, "dataset")
         prov = dict(session.execute(select(DatasetAttribute.name, DatasetAttribute.provenance).where(DatasetAttribute.dataset_id == ds.id)).all())
         info = {"id": ds.id, "name": ds.name, "kind": ds.kind, "root": ds.root, "recipe": ds.recipe, "info": ds.info, "provenance": prov}
-        cols = [c.name for c in Sample.__table__.columns]
-        rows = {r.id: {c: getattr(r, c) for c in cols} | {"attributes": {}} for r in session.scalars(select(Sample).where(Sample.dataset_id == ds.id))}
+        rows = {r.id: _as_dict(r) | {"attributes": {}} for r in session.scalars(select(Sample).where(Sample.dataset_id == ds.id))}
         q = select(SampleAttribute.sample_id, SampleAttribute.name, SampleAttribute.value).join(Sample).where(Sample.dataset_id == ds.id)
         for sid, name, value in session.execute(q):
             rows[sid]["attributes"][name] = value
@@ -202,17 +210,13 @@ def get_release(engine: Engine, name: str) -> dict[str, Any]:
         KeyError: no release of that name (the message lists the known ones).
     """
     with session_scope(engine) as session:
-        rel = session.scalar(select(Release).where(Release.name == name))
-        if rel is None:
-            known = sorted(session.scalars(select(Release.name)))
-            raise KeyError(f"no release named {name!r} in the catalog (known: {known})")
-        return {c.name: getattr(rel, c.name) for c in Release.__table__.columns}
+        return _as_dict(_by_name(session, Release, name, "release"))
 
 
 def list_releases(engine: Engine) -> list[dict[str, Any]]:
     """Every release as a dict of its columns, by name."""
     with session_scope(engine) as session:
-        return [{c.name: getattr(r, c.name) for c in Release.__table__.columns} for r in session.scalars(select(Release).order_by(Release.name))]
+        return [_as_dict(r) for r in session.scalars(select(Release).order_by(Release.name))]
 
 
 SCORE_FIELDS = ("iou", "dice", "precision", "recall", "boundary_f1", "boundary_iou", "mae", "sad", "mse", "grad", "conn")

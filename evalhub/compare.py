@@ -13,7 +13,7 @@ from evalhub.calibration import aurc, brier, ece
 from evalhub.metrics import HIGHER_IS_BETTER
 from evalhub.scoring import load_run
 from evalhub.slicing import _seed, iter_slices, sliceable
-from evalhub.stats import LEVEL, N_BOOT, bootstrap_indices, holm, paired_bootstrap, percentile_interval
+from evalhub.stats import LEVEL, N_BOOT, bootstrap_indices, holm, paired_bootstrap, percentile_interval, shifted_p_value
 
 COMPARE_METRICS = ("iou", "boundary_f1", "boundary_iou", "dice", "mae", "sad", "mse", "grad", "conn")
 GATE_STATS = {"ece": ece, "brier": brier, "aurc": aurc}
@@ -62,8 +62,7 @@ def _gate_deltas(j: pd.DataFrame, n_boot: int, seed: int, level: float = LEVEL) 
         reps = np.array([fn(cb[i], yb[i]) - fn(ca[i], ya[i]) for i in idx])
         lo, hi = percentile_interval(reps, level)
         delta = vb - va
-        p = float((1 + (np.abs(reps - delta) >= abs(delta) - 1e-15).sum()) / (n_boot + 1))
-        out[name] = {"a": va, "b": vb, "mean": delta, "lo": lo, "hi": hi, "p": min(p, 1.0), "verdict": _verdict(name, lo, hi)}
+        out[name] = {"a": va, "b": vb, "mean": delta, "lo": lo, "hi": hi, "p": shifted_p_value(reps, delta), "verdict": _verdict(name, lo, hi)}
     return out
 
 

@@ -86,7 +86,7 @@ def risk_coverage_figure(cal: dict[str, Any], title: str) -> str:
 
 def slice_figure(slices: list[dict[str, Any]], metric: str, overall: float | None) -> str | None:
     """Horizontal bars of a metric's mean per single-attribute slice with 95% CIs; insufficient
-    slices hatched and grey."""
+    slices in grey."""
     rows = [s for s in slices if "*" not in s["attribute"] and metric in s["metrics"]]
     if not rows:
         return None
@@ -97,7 +97,7 @@ def slice_figure(slices: list[dict[str, Any]], metric: str, overall: float | Non
     lo = np.array([s["metrics"][metric]["lo"] for s in rows])
     hi = np.array([s["metrics"][metric]["hi"] for s in rows])
     colors = ["#bbbbbb" if s["insufficient"] else "#4477aa" for s in rows]
-    ax.barh(y, means, color=colors, hatch=None)
+    ax.barh(y, means, color=colors)
     ax.errorbar(means, y, xerr=[np.nan_to_num(means - lo), np.nan_to_num(hi - means)], fmt="none", ecolor="k", lw=1, capsize=2)
     if overall is not None:
         ax.axvline(overall, color="#ee6677", lw=1, ls="--", label="overall")

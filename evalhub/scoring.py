@@ -58,14 +58,16 @@ class ScoreContext:
     onnx_threads: int = 0
 
 
-_SESSION: dict[str, OnnxRelease] = {}
+_SESSIONS: dict[tuple[str, int, str, int], OnnxRelease] = {}
 
 
-def _onnx(ctx: ScoreContext) -> OnnxRelease:
-    rel = _SESSION.get(ctx.release_path)
+def _onnx(path: str, manifest: dict[str, Any], threads: int) -> OnnxRelease:
+    """One ONNX session per process for a model file (and its mtime), manifest and thread count."""
+    mtime = Path(path).stat().st_mtime_ns if Path(path).is_file() else -1
+    key = (path, mtime, json.dumps(manifest, sort_keys=True), threads)
+    rel = _SESSIONS.get(key)
     if rel is None:
-        rel = OnnxRelease(ctx.release_path, ReleaseManifest.model_validate(ctx.manifest), threads=ctx.onnx_threads)
-        _SESSION[ctx.release_path] = rel
+        rel = _SESSIONS[key] = OnnxRelease(path, ReleaseManifest.model_validate(manifest), threads=threads)
     return rel
 
 
@@ -88,7 +90,7 @@ def score_batch(ctx: ScoreContext, batch: list[dict[str, Any]]) -> list[dict[str
         loaded.append((s, gt, image))
     preds: list[tuple[np.ndarray | None, float | None, str | None]] = []
     if ctx.release_kind == "onnx" and loaded:
-        preds = [(p, c, None) for p, c in _onnx(ctx).predict([im for _, _, im in loaded])]
+        preds = [(p, c, None) for p, c in _onnx(ctx.release_path, ctx.manifest, ctx.onnx_threads).predict([im for _, _, im in loaded])]
     else:
         for s, _, _ in loaded:
             path = ctx.prediction_files[s["sample_key"]]
@@ -220,12 +222,13 @@ def score(
         files = {k: str(v) for k, v in found.items() if k in keys}
         if not samples:
             raise ScoreError(f"release {release!r}: nothing to score")
-    else:
-        OnnxRelease(rel["path"], ReleaseManifest.model_validate(rel["manifest"]))  # fail early on a mismatch
     workers = default_workers() if workers is None else max(1, workers)
     # one onnxruntime thread per worker process; all cores for a single inline session
+    onnx_threads = 0 if workers == 1 else 1
+    if rel["kind"] == "onnx":
+        _onnx(rel["path"], rel["manifest"], onnx_threads)  # fail early on a mismatch; reused inline
     ctx = ScoreContext(ds["root"], rel["kind"], rel["path"], rel["manifest"], files, confidences, bound_th, dilation_ratio,
-                       str(out), onnx_threads=0 if workers == 1 else 1)
+                       str(out), onnx_threads=onnx_threads)
     bs = (rel["manifest"] or {}).get("batch_size", 8) if rel["kind"] == "onnx" else 8
     batches = [samples[i : i + bs] for i in range(0, len(samples), bs)]
     units = [("evalhub.score_batch", c) for c in chunk(batches, workers, per_worker=4, max_size=8)]

@@ -82,9 +82,16 @@ def paired_bootstrap(
     m = float(d.mean())
     reps = d[bootstrap_indices(d.size, n_boot, seed)].mean(axis=1)
     lo, hi = percentile_interval(reps, level)
-    extreme = np.abs(reps - m) >= abs(m) - 1e-15
-    p = float((1 + extreme.sum()) / (n_boot + 1))
-    return {"n": int(d.size), "mean": m, "lo": lo, "hi": hi, "p": min(p, 1.0)}
+    return {"n": int(d.size), "mean": m, "lo": lo, "hi": hi, "p": shifted_p_value(reps, m)}
+
+
+def shifted_p_value(replicates: np.ndarray, observed: float) -> float:
+    """Two-sided bootstrap p-value of ``observed`` against zero, from its replicates shifted to
+    mean zero: ``(1 + #{|r_b - observed| >= |observed|}) / (B + 1)`` (Efron & Tibshirani 1993,
+    sec. 16.4), capped at 1."""
+    r = np.asarray(replicates, dtype=np.float64)
+    extreme = np.abs(r - observed) >= abs(observed) - 1e-15
+    return min(1.0, float((1 + extreme.sum()) / (r.size + 1)))
 
 
 def holm(pvalues: Any) -> np.ndarray:
