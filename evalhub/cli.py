@@ -112,6 +112,37 @@ def release_add(
         typer.secho(f"note: {PROXY_DESCRIPTION}", fg=typer.colors.YELLOW, err=True)
 
 
+@release_app.command("baseline")
+def release_baseline(
+    name: str = typer.Argument(..., help="catalog name of the release"),
+    dataset: str = typer.Option(..., "--dataset", "-d", help="catalog dataset to predict"),
+    method: str = typer.Option("grabcut", "--method", help="grabcut | centre"),
+    out: Path = typer.Option(..., "--out", help="prediction folder to write"),
+    threshold: float = typer.Option(0.5, "--threshold", help="gate threshold"),
+    workers: Optional[int] = typer.Option(None, "--workers"),
+    database_url: Optional[str] = DB_OPT,
+) -> None:
+    """Predict a dataset with a model-free baseline (GrabCut or the centre prior) and register it as a
+    predictions release."""
+    import db
+    from db.catalog import register_release
+    from evalhub.baselines import write_baseline
+
+    if not 0 <= threshold <= 1:
+        _fail(f"--threshold must be in [0, 1], got {threshold}")
+    engine = db.connect(database_url)
+    try:
+        res = write_baseline(engine, dataset, method, out, workers)
+    except (KeyError, ValueError) as exc:
+        _fail(exc.args[0])
+    for e in res["errors"]:
+        typer.secho(f"skipped {e['id']}: {e['error']}", fg=typer.colors.YELLOW, err=True)
+    rid = register_release(engine, name, "predictions", str(Path(out).resolve()), threshold,
+                           {"n_masks": res["n"], "confidences": method == "grabcut", "baseline": method}, f"baseline-{method}",
+                           method != "grabcut")
+    typer.echo(f"baseline {method}: {res['n']} predictions in {out}; release {name} registered (id {rid})")
+
+
 @release_app.command("list")
 def release_list(database_url: Optional[str] = DB_OPT) -> None:
     """List the registered releases."""
