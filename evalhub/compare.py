@@ -12,7 +12,7 @@ import pandas as pd
 from evalhub.calibration import aurc, brier, ece
 from evalhub.metrics import HIGHER_IS_BETTER
 from evalhub.scoring import load_run
-from evalhub.slicing import _seed, iter_slices, sliceable
+from evalhub.slicing import slice_seed, iter_slices, sliceable
 from evalhub.stats import LEVEL, N_BOOT, bootstrap_indices, holm, paired_bootstrap, percentile_interval, shifted_p_value
 
 COMPARE_METRICS = ("iou", "boundary_f1", "boundary_iou", "dice", "mae", "sad", "mse", "grad", "conn")
@@ -100,7 +100,7 @@ def compare_runs(run_a: str | Path, run_b: str | Path, n_boot: int = N_BOOT, see
     keep, _ = sliceable(a)
     slices = []
     for attr, value, part in iter_slices(j, keep, sa["settings"].get("intersections")):
-        s_seed = _seed(seed, attr, value)
+        s_seed = slice_seed(seed, attr, value)
         slices.append({"attribute": attr, "value": value, "n": int(len(part)), "n_positive": int(part["has_subject"].sum()),
                        "insufficient": len(part) < min_n, "metrics": _metric_deltas(part, metrics, n_boot, s_seed)})
     for m in metrics:

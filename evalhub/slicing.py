@@ -50,7 +50,9 @@ def sliceable(df: pd.DataFrame, max_levels: int = MAX_LEVELS) -> tuple[list[str]
     return keep, skipped
 
 
-def _seed(base: int, *parts: str) -> int:
+def slice_seed(base: int, *parts: str) -> int:
+    """A bootstrap seed for one slice: ``base`` plus the CRC-32 of its name parts, so a slice's
+    numbers do not change when other slices are added or removed."""
     return (base + zlib.crc32("\x1f".join(parts).encode())) % (2**31)
 
 
@@ -135,7 +137,7 @@ def slice_table(
         keep = list(attributes)
     slices = []
     for attr, value, part in iter_slices(df, keep, intersections):
-        s = slice_stats(part, metrics, n_boot, seed=_seed(seed, attr, value))
+        s = slice_stats(part, metrics, n_boot, seed=slice_seed(seed, attr, value))
         slices.append({"attribute": attr, "value": value, "insufficient": s["n"] < min_n, **s})
     return {"slices": slices, "not_sliced": skipped, "min_n": min_n}
 

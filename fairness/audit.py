@@ -1,57 +1,132 @@
-"""Composition audit: how every attribute of a dataset is represented."""
+"""Composition audits: how every attribute (and chosen intersections) of a dataset is represented,
+and, for a ``synth`` dataset, the achieved distribution against its recipe's targets."""
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Engine
-
 
 MAX_LEVELS = 20
 """An attribute with more distinct values than this is summarised as continuous, not tabulated."""
 
 
-def composition(engine: Engine, dataset: str) -> dict[str, Any]:
-    """Representation of every attribute of a catalog dataset.
+def _key(value: Any) -> tuple[bool, str]:
+    return (value is None, str(value))
+
+
+def representation(rows: Sequence[Mapping[str, Any]], attributes: Sequence[str] | None = None,
+                   intersections: Sequence[str] = ()) -> dict[str, Any]:
+    """n and share of every value of every attribute and intersection over ``rows``.
+
+    Args:
+        rows: one ``{attribute: text value or None}`` mapping per sample.
+        attributes: attributes to tabulate (default: every attribute seen).
+        intersections: ``"a*b"`` specs; a sample's value is ``"v & w"``, None when one is missing.
 
     Returns:
-        ``{"dataset", "n_samples", "attributes": {name: [{"value", "n", "share"}, ...]},
-        "continuous": {name: {"n", "min", "median", "max"}}}`` where ``share = n / n_samples``
-        (in [0, 1]) and samples without the attribute count under the value ``None`` (so every
-        categorical attribute's shares sum to 1). Numeric attributes with more than
-        :data:`MAX_LEVELS` distinct values go to ``continuous``.
+        ``{"n_samples", "attributes": {name: [{"value", "n", "share"}]}, "continuous": {name: {"n",
+        "min", "median", "max"}}}``; ``share = n / n_samples`` in [0, 1]; samples without the
+        attribute count under ``None``, so every tabulated attribute's shares sum to 1. Numeric
+        attributes with more than :data:`MAX_LEVELS` values go to ``continuous``.
 
     Raises:
-        KeyError: no dataset of that name.
+        KeyError: an intersection names an attribute no sample has.
     """
-    from db.catalog import sample_attributes
-    from db.engine import session_scope
-    from db.models import Dataset, Sample
-    from sqlalchemy import func, select
-
-    attrs = sample_attributes(engine, dataset)
-    with session_scope(engine) as s:
-        n = s.scalar(select(func.count()).select_from(Sample).join(Dataset).where(Dataset.name == dataset))
-    names = sorted({k for row in attrs.values() for k in row})
-    out: dict[str, list[dict[str, Any]]] = {}
+    n = len(rows)
+    seen = sorted({k for r in rows for k in r})
+    names = list(attributes) if attributes is not None else seen
+    tables: dict[str, list[dict[str, Any]]] = {}
     continuous: dict[str, dict[str, float]] = {}
-    for name in names:
-        counts = Counter(row.get(name) for row in attrs.values())
+
+    def tabulate(name: str, values: list[Any]) -> None:
+        counts = Counter(values)
         levels = [v for v in counts if v is not None]
         if len(levels) > MAX_LEVELS:
             try:
-                vals = sorted(float(row[name]) for row in attrs.values() if row.get(name) is not None)
+                vals = sorted(float(v) for v in values if v is not None)
             except ValueError:
                 vals = []
             if vals:
                 continuous[name] = {"n": len(vals), "min": vals[0], "median": vals[len(vals) // 2], "max": vals[-1]}
-                continue
-        counts[None] += n - sum(counts.values())
-        if counts[None] == 0:
-            del counts[None]
-        out[name] = [
-            {"value": v, "n": c, "share": c / n}
-            for v, c in sorted(counts.items(), key=lambda kv: (kv[0] is None, str(kv[0])))
-        ]
-    return {"dataset": dataset, "n_samples": n, "attributes": out, "continuous": continuous}
+                return
+        tables[name] = [{"value": v, "n": c, "share": c / n} for v, c in sorted(counts.items(), key=lambda kv: _key(kv[0]))]
+
+    for name in names:
+        tabulate(name, [r.get(name) for r in rows])
+    for spec in intersections:
+        parts = spec.split("*")
+        missing = [p for p in parts if p not in seen]
+        if missing:
+            raise KeyError(f"intersection {spec!r}: no sample has attribute(s) {missing} (known: {seen})")
+        vals = []
+        for r in rows:
+            vs = [r.get(p) for p in parts]
+            vals.append(None if any(v is None for v in vs) else " & ".join(str(v) for v in vs))
+        tabulate(spec, vals)
+    return {"n_samples": n, "attributes": tables, "continuous": continuous}
+
+
+def recipe_targets(recipe: Mapping[str, Any], samples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Achieved against target for a ``synth`` dataset: negatives share, split shares and the
+    balance quota cells.
+
+    Args:
+        recipe: the recipe as stored in the catalog (``Recipe.model_dump(mode="json")``).
+        samples: catalog samples (``has_subject``, ``split``, ``attributes``).
+
+    Returns:
+        ``{"negatives": {target, achieved, deviation}, "splits": [{split, target, achieved,
+        deviation}], "balance": synth.balance.balance_report(...) over the positives}``; shares in
+        [0, 1], deviation = achieved - target. For ``uniform`` quotas the target cells are the
+        product of the levels seen among the positives (as the planner does).
+    """
+    from synth.balance import balance_report, cell_of, largest_remainder, target_shares
+
+    n = len(samples)
+    pos = [s for s in samples if s["has_subject"]]
+    neg_target = float(recipe.get("negatives", 0.0))
+    neg_achieved = (n - len(pos)) / n if n else float("nan")
+    out: dict[str, Any] = {"negatives": {"target": neg_target, "achieved": neg_achieved, "deviation": neg_achieved - neg_target}}
+    splits = Counter(s.get("split") for s in samples)
+    out["splits"] = [
+        {"split": k, "target": float(v), "achieved": splits.get(k, 0) / n if n else float("nan"),
+         "deviation": (splits.get(k, 0) / n if n else float("nan")) - float(v)}
+        for k, v in (recipe.get("splits") or {}).items()
+    ]
+    bal = recipe.get("balance") or {}
+    columns = list(bal.get("columns") or [])
+    if columns:
+        cells = [cell_of(s["attributes"], columns) for s in pos]
+        observed = sorted({c for c in cells if c is not None})
+        shares = target_shares(columns, bal.get("mode", "uniform"), [(c["values"], c["share"]) for c in bal.get("cells") or []], observed)
+        keys = sorted(shares)
+        targets = dict(zip(keys, largest_remainder([shares[k] for k in keys], len(pos))))
+        achieved = Counter(c for c in cells if c is not None)
+        out["balance"] = balance_report(targets, achieved, columns)
+        out["balance"]["unassigned"] = sum(c is None for c in cells)
+    else:
+        out["balance"] = None
+    return out
+
+
+def composition(engine: Engine, dataset: str, intersections: Sequence[str] = ()) -> dict[str, Any]:
+    """Composition audit of a catalog dataset: :func:`representation` of every attribute and
+    intersection, each attribute's provenance, and for a ``synth`` dataset
+    :func:`recipe_targets`.
+
+    Returns:
+        ``{"dataset", "kind", "n_samples", "attributes", "continuous", "provenance", "targets"}``
+        (``targets`` None unless the dataset was built by ``synth``).
+
+    Raises:
+        KeyError: no dataset of that name, or an unknown attribute in an intersection.
+    """
+    from db.catalog import dataset_samples
+
+    info, samples = dataset_samples(engine, dataset)
+    rep = representation([s["attributes"] for s in samples], intersections=intersections)
+    targets = recipe_targets(info["recipe"], samples) if info["kind"] == "synth" and info["recipe"] else None
+    return {"dataset": dataset, "kind": info["kind"], **rep, "provenance": info["provenance"], "targets": targets}
