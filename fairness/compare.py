@@ -5,8 +5,8 @@ Both runs must score the same dataset; the comparison is over the images scored 
 run A's attributes. The gap of a metric is ``max - min`` over the sufficient groups (the groups of
 n >= ``min_n``, the same set in both runs). Both runs are resampled with the *same* stratified
 bootstrap indices (:func:`fairness.groups.group_replicates`), so the change of a gap, ``gap_B -
-gap_A``, gets a paired percentile CI; a gap ``shrank`` (``grew``) when the whole CI lies below
-(above) zero.
+gap_A``, gets a paired percentile CI and a shifted bootstrap p-value (Efron & Tibshirani 1993,
+sec. 16.4); a gap ``shrank`` (``grew``) when the whole CI lies below (above) zero and p <= 1 - level.
 """
 
 from __future__ import annotations
@@ -19,18 +19,23 @@ import numpy as np
 from evalhub.compare import CompareError, paired_table
 from evalhub.scoring import _jsonable, load_run
 from evalhub.slicing import ATTR_PREFIX, sliceable
+from evalhub.stats import percentile_interval, shifted_p_value
 from fairness.groups import GROUP_METRICS, METRIC_LABELS, GroupSettings, group_labels, group_replicates
-from evalhub.stats import percentile_interval
 
 B_COLUMNS = ("has_subject", "iou", "boundary_f1", "confidence", "accepted", "acceptable")
 
 
-def _verdict(lo: float, hi: float) -> str:
-    if not (np.isfinite(lo) and np.isfinite(hi)):
+def _verdict(lo: float, hi: float, p: float, alpha: float) -> str:
+    """``shrank``/``grew`` when the CI excludes zero *and* the shifted bootstrap p-value is at most
+    ``alpha``. The second condition guards the one case where the percentile CI of a max - min
+    change misleads: a gap of exactly zero in A (say a gate that accepts nothing anywhere) has zero
+    replicates, B's gap replicates are >= 0 by construction, so the CI excludes zero for any tiny
+    observed gap; the shifted test then gives p near 1."""
+    if not (np.isfinite(lo) and np.isfinite(hi) and np.isfinite(p)):
         return "n/a"
-    if hi < 0:
+    if hi < 0 and p <= alpha:
         return "shrank"
-    if lo > 0:
+    if lo > 0 and p <= alpha:
         return "grew"
     return "no significant change"
 
@@ -89,8 +94,12 @@ def compare_fairness(
                 continue
             ga, reps_a = _gap(ra.point[m], ra.reps[m], use)
             gb, reps_b = _gap(rb.point[m], rb.reps[m], use)
-            lo, hi = percentile_interval(reps_b - reps_a, level)
-            rows.append({**row, "gap_a": ga, "gap_b": gb, "change": {"value": gb - ga, "lo": lo, "hi": hi}, "verdict": _verdict(lo, hi)})
+            change = reps_b - reps_a
+            change = change[np.isfinite(change)]
+            lo, hi = percentile_interval(change, level)
+            p = shifted_p_value(change, gb - ga) if change.size else float("nan")
+            rows.append({**row, "gap_a": ga, "gap_b": gb, "change": {"value": gb - ga, "lo": lo, "hi": hi, "p": p},
+                         "verdict": _verdict(lo, hi, p, 1 - level)})
     return _jsonable({
         "a": {"run": str(Path(run_a).resolve()), "release": sa["release"]["name"]},
         "b": {"run": str(Path(run_b).resolve()), "release": sb["release"]["name"]},
@@ -103,14 +112,14 @@ def format_fairness_compare(res: dict[str, Any]) -> str:
     """A plain-text table of :func:`compare_fairness` for the terminal (also the Markdown body)."""
     lines = [f"Gaps (max - min over groups with n >= {res['min_n']}) of {res['b']['release']} (B) vs "
              f"{res['a']['release']} (A) on {res['dataset']}, {res['n']} paired images",
-             "", "| attribute | metric | gap A | gap B | B - A [95% CI] | verdict |", "|---|---|---|---|---|---|"]
+             "", "| attribute | metric | gap A | gap B | B - A [95% CI] | p | verdict |", "|---|---|---|---|---|---|---|"]
     for r in res["rows"]:
         if r["change"] is None:
-            lines.append(f"| {r['attribute']} | {r['metric']} | | | | {r['verdict']} |")
+            lines.append(f"| {r['attribute']} | {r['metric']} | | | | | {r['verdict']} |")
             continue
         c = r["change"]
         lines.append(f"| {r['attribute']} | {r['metric']} | {r['gap_a']:.4f} | {r['gap_b']:.4f} | "
-                     f"{c['value']:+.4f} [{c['lo']:+.4f}, {c['hi']:+.4f}] | {r['verdict']} |")
+                     f"{c['value']:+.4f} [{c['lo']:+.4f}, {c['hi']:+.4f}] | {c['p']:.4f} | {r['verdict']} |")
     for spec, vals in res["insufficient"].items():
         if vals:
             lines.append(f"\n{spec}: insufficient data (n < {res['min_n']}), not in the gaps: {', '.join(map(str, vals))}")
