@@ -10,10 +10,19 @@ catalog to the newest revision before handing out an engine.
 """
 
 from db.engine import DEFAULT_SQLITE_PATH, connect, database_url, session_scope, upgrade
-from db.models import Base, Dataset, DatasetAttribute, Release, Run, Sample, SampleAttribute, Score
+from db.models import (
+    Assignment, Base, Campaign, CampaignItem, Dataset, DatasetAttribute, Rater, RaterSession, Rating, Release, Run, Sample,
+    SampleAttribute, Score,
+)
 
 __all__ = [
     "DEFAULT_SQLITE_PATH",
+    "Assignment",
+    "Campaign",
+    "CampaignItem",
+    "Rater",
+    "RaterSession",
+    "Rating",
     "Base",
     "Dataset",
     "DatasetAttribute",

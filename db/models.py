@@ -162,3 +162,110 @@ class Score(Base):
     accepted: Mapped[bool] = mapped_column(Boolean, nullable=False)
     acceptable: Mapped[bool] = mapped_column(Boolean, nullable=False)
     prediction_resized: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+
+
+class Rater(Base):
+    """A person who rates (``role='rater'``) or runs campaigns (``role='admin'``).
+
+    ``password_hash`` is an argon2id hash (argon2-cffi); ``active`` False disables the login and
+    every open session.
+    """
+
+    __tablename__ = "raters"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True, nullable=False)
+    password_hash: Mapped[str] = mapped_column(Text, nullable=False)
+    role: Mapped[str] = mapped_column(String(16), nullable=False)
+    active: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+    created_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=_utcnow, nullable=True)
+
+
+class RaterSession(Base):
+    """A login session: the SHA-256 of its bearer token, its rater and its expiry (UTC)."""
+
+    __tablename__ = "rater_sessions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
+    rater_id: Mapped[int] = mapped_column(ForeignKey("raters.id", ondelete="CASCADE"), nullable=False, index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    revoked: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+
+
+class Campaign(Base):
+    """A rating campaign over one run (``kind='single'``) or two runs of the same dataset
+    (``kind='ab'``, blind A/B); ``settings`` keeps how its items were drawn."""
+
+    __tablename__ = "campaigns"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True, nullable=False)
+    kind: Mapped[str] = mapped_column(String(16), nullable=False)
+    run_a_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), nullable=False)
+    run_b_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), nullable=True)
+    raters_per_item: Mapped[int] = mapped_column(Integer, nullable=False)
+    settings: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    created_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=_utcnow, nullable=True)
+
+
+class CampaignItem(Base):
+    """One photo of a campaign. For A/B items ``left_run_id`` is the run shown on the left (sides
+    randomised per item). Gold items carry the admin's reference answer in ``gold_answer``."""
+
+    __tablename__ = "campaign_items"
+    __table_args__ = (UniqueConstraint("campaign_id", "sample_id", name="uq_campaign_sample"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"), nullable=False, index=True)
+    sample_id: Mapped[int] = mapped_column(ForeignKey("samples.id", ondelete="CASCADE"), nullable=False, index=True)
+    left_run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), nullable=True)
+    stratum: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    weight: Mapped[float | None] = mapped_column(Float, nullable=True)
+    is_gold: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    gold_answer: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+
+
+class Assignment(Base):
+    """One item for one rater, at ``position`` in that rater's (randomised) queue. Unique per
+    (item, rater): nobody rates an item twice."""
+
+    __tablename__ = "assignments"
+    __table_args__ = (UniqueConstraint("item_id", "rater_id", name="uq_assignment_item_rater"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("campaign_items.id", ondelete="CASCADE"), nullable=False, index=True)
+    rater_id: Mapped[int] = mapped_column(ForeignKey("raters.id", ondelete="CASCADE"), nullable=False, index=True)
+    position: Mapped[int] = mapped_column(Integer, nullable=False)
+    done: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+
+
+class Rating(Base):
+    """The answer to one assignment (unique per assignment: a repeated submit stores nothing new).
+
+    Single extractions: ``overall`` and ``edge`` in 1-5, ``completeness`` (whole/partly/no),
+    ``background_leak`` (none/minor/major), ``artifacts`` (list of holes/halo/missing_thin/
+    extra_object), ``would_use``. A/B: ``choice`` (A/B/tie as shown), ``winner_run_id`` (None for a
+    tie) and ``reasons``. ``seconds``: time on task, from showing the item to the submit.
+    """
+
+    __tablename__ = "ratings"
+    __table_args__ = (UniqueConstraint("assignment_id", name="uq_rating_assignment"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    assignment_id: Mapped[int] = mapped_column(ForeignKey("assignments.id", ondelete="CASCADE"), nullable=False)
+    rater_id: Mapped[int] = mapped_column(ForeignKey("raters.id", ondelete="CASCADE"), nullable=False, index=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("campaign_items.id", ondelete="CASCADE"), nullable=False, index=True)
+    overall: Mapped[int | None] = mapped_column(Integer)
+    edge: Mapped[int | None] = mapped_column(Integer)
+    completeness: Mapped[str | None] = mapped_column(String(16))
+    background_leak: Mapped[str | None] = mapped_column(String(16))
+    artifacts: Mapped[list[str] | None] = mapped_column(JSON)
+    would_use: Mapped[bool | None] = mapped_column(Boolean)
+    choice: Mapped[str | None] = mapped_column(String(8))
+    winner_run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"), nullable=True)
+    reasons: Mapped[list[str] | None] = mapped_column(JSON)
+    comment: Mapped[str | None] = mapped_column(Text)
+    seconds: Mapped[float | None] = mapped_column(Float)
+    submitted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)

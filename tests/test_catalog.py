@@ -18,9 +18,10 @@ def _samples():
 def test_migrations_create_the_schema(catalog_url):
     engine = db.connect(catalog_url)
     tables = set(inspect(engine).get_table_names())
-    assert {"datasets", "dataset_attributes", "samples", "sample_attributes", "releases", "runs", "scores", "alembic_version"} <= tables
+    assert {"datasets", "dataset_attributes", "samples", "sample_attributes", "releases", "runs", "scores", "raters",
+            "rater_sessions", "campaigns", "campaign_items", "assignments", "ratings", "alembic_version"} <= tables
     with engine.connect() as c:
-        assert c.execute(text("select version_num from alembic_version")).scalar() == "0002"
+        assert c.execute(text("select version_num from alembic_version")).scalar() == "0003"
     db.connect(catalog_url)  # idempotent
 
 
