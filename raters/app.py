@@ -1,0 +1,281 @@
+"""The rater app (Streamlit): a thin page layer over :mod:`raters.service`, which enforces every
+access rule. Run it with ``raters serve`` (the catalog comes from ``DATABASE_URL``, else
+``./liftlab.db``)."""
+
+from __future__ import annotations
+
+import time
+
+import cv2
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+import db
+from raters import service as S
+from raters.render import PLAIN_BACKGROUNDS, checkerboard, composite, overlay, zoomed_crops
+
+QUESTION_LABELS = {
+    "overall": "Overall quality (1 = unusable, 5 = perfect)",
+    "edge": "Edge quality (1-5)",
+    "completeness": "Is the whole subject there?",
+    "background_leak": "Background leaking into the cut-out",
+    "artifacts": "Artifacts",
+    "would_use": "Would you use this cut-out?",
+}
+ARTIFACT_LABELS = {"holes": "holes", "halo": "halo", "missing_thin": "missing thin parts", "extra_object": "extra object"}
+
+
+@st.cache_resource
+def _engine_for(url: str):
+    return db.connect(url)
+
+
+def engine():
+    """The catalog engine of ``DATABASE_URL`` (else ``./liftlab.db``), one per URL and process."""
+    return _engine_for(db.database_url())
+
+
+def _read_rgb(path: str) -> np.ndarray | None:
+    img = cv2.imread(path, cv2.IMREAD_COLOR)
+    return None if img is None else cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def _read_alpha(path: str) -> np.ndarray | None:
+    from evalhub.releases import read_probability
+
+    try:
+        return read_probability(path)
+    except Exception:  # an unreadable prediction is shown as missing, never crashes the page
+        return None
+
+
+def login_page() -> None:
+    st.title("liftlab raters: log in")
+    with st.form("login_form"):
+        name = st.text_input("Name", key="login_name")
+        password = st.text_input("Password", type="password", key="login_password")
+        ok = st.form_submit_button("Log in")
+    if ok:
+        try:
+            st.session_state["token"] = S.login(engine(), name, password)
+        except S.AccessDenied as exc:
+            st.error(str(exc))
+            return
+        st.session_state.pop("current", None)
+        st.rerun()
+
+
+def _show_single(item: dict, rgb: np.ndarray, alpha: np.ndarray) -> None:
+    h, w = rgb.shape[:2]
+    c1, c2 = st.columns(2)
+    c1.image(rgb, caption="photo", width="stretch")
+    c2.image(composite(rgb, alpha, checkerboard(h, w)), caption="cut-out", width="stretch")
+    cols = st.columns(len(PLAIN_BACKGROUNDS))
+    for col, (name, colour) in zip(cols, PLAIN_BACKGROUNDS.items()):
+        col.image(composite(rgb, alpha, colour), caption=f"on {name}", width="stretch")
+    opacity = st.slider("Mask overlay opacity", 0.0, 1.0, 0.5, 0.05, key="opacity")
+    st.image(overlay(rgb, alpha, opacity), caption="mask overlay", width="stretch")
+    crops = zoomed_crops(rgb, alpha)
+    if crops:
+        st.caption("Most uncertain parts of the boundary (zoomed)")
+        for col, crop in zip(st.columns(len(crops)), crops):
+            col.image(crop, width="stretch")
+
+
+def _single_form(item: dict) -> dict | None:
+    k = item["assignment_id"]  # widget keys per item: a new item never inherits the last one's answers
+    with st.form(f"rate_{k}"):
+        overall = st.radio(QUESTION_LABELS["overall"], [1, 2, 3, 4, 5], index=None, horizontal=True, key=f"q_overall_{k}")
+        edge = st.radio(QUESTION_LABELS["edge"], [1, 2, 3, 4, 5], index=None, horizontal=True, key=f"q_edge_{k}")
+        completeness = st.radio(QUESTION_LABELS["completeness"], ["whole", "partly", "no"], index=None, horizontal=True, key=f"q_completeness_{k}")
+        leak = st.radio(QUESTION_LABELS["background_leak"], ["none", "minor", "major"], index=None, horizontal=True, key=f"q_leak_{k}")
+        artifacts = st.multiselect(QUESTION_LABELS["artifacts"], list(ARTIFACT_LABELS), format_func=ARTIFACT_LABELS.get, key=f"q_artifacts_{k}")
+        use = st.radio(QUESTION_LABELS["would_use"], ["yes", "no"], index=None, horizontal=True, key=f"q_use_{k}")
+        comment = st.text_area("Comment (optional)", key=f"q_comment_{k}")
+        sent = st.form_submit_button("Submit rating")
+    if not sent:
+        return None
+    missing = [n for n, v in (("overall quality", overall), ("edge quality", edge), ("completeness", completeness),
+                              ("background leak", leak), ("would you use it", use)) if v is None]
+    if missing:
+        st.error("Please answer: " + ", ".join(missing))
+        return None
+    return {"overall": overall, "edge": edge, "completeness": completeness, "background_leak": leak, "artifacts": artifacts,
+            "would_use": use == "yes", "comment": comment or None}
+
+
+def _ab_form(item: dict) -> dict | None:
+    k = item["assignment_id"]
+    with st.form(f"ab_{k}"):
+        choice = st.radio("Which cut-out is better?", ["A", "B", "tie"], index=None, horizontal=True, key=f"q_choice_{k}")
+        reasons = st.multiselect("Why?", ["edges", "completeness", "background", "artifacts", "other"], key=f"q_reasons_{k}")
+        comment = st.text_area("Comment (optional)", key=f"q_ab_comment_{k}")
+        sent = st.form_submit_button("Submit choice")
+    if not sent:
+        return None
+    if choice is None:
+        st.error("Please choose A, B or tie")
+        return None
+    return {"choice": choice, "reasons": reasons, "comment": comment or None}
+
+
+def rate_page(token: str) -> None:
+    # the current item stays in the session until it is answered: reruns never swap it
+    if st.session_state.get("current") is None and not st.session_state.pop("queue_done", False):
+        st.session_state["current"] = S.next_item(engine(), token)
+        st.session_state["shown_at"] = time.monotonic()
+    item = st.session_state["current"]
+    if item is None:
+        st.success("Your queue is empty. Thank you!")
+        return
+    st.caption(f"{item['campaign']}: item {item['done'] + 1} of {item['total']}")
+    rgb = _read_rgb(item["image"])
+    if rgb is None:
+        st.error(f"photo {item['image']} cannot be read; tell an admin")
+        return
+    if item["kind"] == "ab":
+        a, b = _read_alpha(item["prediction_a"]), _read_alpha(item["prediction_b"])
+        if a is None or b is None:
+            st.error("a prediction of this item cannot be read; tell an admin")
+            return
+        h, w = rgb.shape[:2]
+        st.image(rgb, caption="photo", width="stretch")
+        ca, cb = st.columns(2)
+        ca.image(composite(rgb, a, checkerboard(h, w)), caption="A", width="stretch")
+        cb.image(composite(rgb, b, checkerboard(h, w)), caption="B", width="stretch")
+        opacity = st.slider("Mask overlay opacity", 0.0, 1.0, 0.5, 0.05, key="opacity")
+        ca.image(overlay(rgb, a, opacity), caption="A overlay", width="stretch")
+        cb.image(overlay(rgb, b, opacity), caption="B overlay", width="stretch")
+        answer = _ab_form(item)
+    else:
+        alpha = _read_alpha(item["prediction"])
+        if alpha is None:
+            st.error(f"prediction {item['prediction']} cannot be read; tell an admin")
+            return
+        _show_single(item, rgb, alpha)
+        answer = _single_form(item)
+    if answer is None:
+        return
+    try:
+        res = S.submit_and_next(engine(), token, item["assignment_id"], answer, seconds=time.monotonic() - st.session_state["shown_at"])
+    except ValueError as exc:
+        st.error(str(exc))
+        return
+    st.session_state["last_rating"] = res["rating_id"]
+    st.session_state["current"] = res["next"]
+    st.session_state["shown_at"] = time.monotonic()
+    if res["next"] is None:
+        st.session_state["queue_done"] = True
+    for q in ("q_overall", "q_edge", "q_completeness", "q_leak", "q_artifacts", "q_use", "q_comment", "q_choice", "q_reasons", "q_ab_comment"):
+        st.session_state.pop(f"{q}_{item['assignment_id']}", None)
+    st.rerun()
+
+
+def answers_page(token: str) -> None:
+    st.header("My answers")
+    rows = S.my_ratings(engine(), token)
+    if not rows:
+        st.info("No answers yet.")
+        return
+    st.dataframe(pd.DataFrame(rows), hide_index=True)
+
+
+def campaigns_page(token: str) -> None:
+    st.header("Campaigns")
+    st.dataframe(pd.DataFrame(S.list_campaigns(engine(), token)), hide_index=True)
+
+
+def _pick_campaign(token: str) -> str | None:
+    names = [c["name"] for c in S.list_campaigns(engine(), token)]
+    if not names:
+        st.info("No campaign yet: create one with `raters campaign create`.")
+        return None
+    return st.selectbox("Campaign", names, key="admin_campaign")
+
+
+def quality_page(token: str) -> None:
+    st.header("Progress and quality")
+    name = _pick_campaign(token)
+    if name is None:
+        return
+    prog = S.progress(engine(), token, name)
+    st.metric("Assignments done", f"{prog['done']} / {prog['total']}")
+    st.metric("Items with all their ratings", f"{prog['items_complete']} / {prog['items']}")
+    st.dataframe(pd.DataFrame(prog["raters"]), hide_index=True)
+    res = S.results(engine(), token, name, n_boot=300)
+    st.subheader("Gold accuracy per rater")
+    st.dataframe(pd.DataFrame(res["gold_accuracy"]), hide_index=True)
+    st.subheader("Krippendorff's alpha per question")
+    st.dataframe(pd.DataFrame([{"question": k, "alpha": v} for k, v in res["krippendorff_alpha"].items()]), hide_index=True)
+    st.subheader("Time-on-task outliers (modified z > 3.5)")
+    st.dataframe(pd.DataFrame(res["time_on_task"]["outliers"]), hide_index=True)
+
+
+def results_page(token: str) -> None:
+    st.header("Results")
+    name = _pick_campaign(token)
+    if name is None:
+        return
+    res = S.results(engine(), token, name, n_boot=300)
+    if res["campaign"]["kind"] == "ab":
+        st.subheader("Bradley-Terry scores (95% CI) and win rates")
+        bt = res["bradley_terry"]
+        st.dataframe(pd.DataFrame([{"release": k, **v, "win_rate": bt["win_rate"].get(k)} for k, v in bt["scores"].items()]), hide_index=True)
+        st.json(res["votes"])
+        st.json(res["human_vs_metric"])
+    else:
+        st.subheader("Mean ratings per release (95% bootstrap CI over items)")
+        st.dataframe(pd.DataFrame([{"release": rel, "question": q, **v} for rel, qs in res["per_release"].items() for q, v in qs.items()]),
+                     hide_index=True)
+        st.subheader("Dawid-Skene aggregated answers")
+        st.dataframe(pd.DataFrame([{"question": q, "answer": a, "share": s} for q, d in res["dawid_skene"].items()
+                                   for a, s in d["distribution"].items()]), hide_index=True)
+        hm = res["human_vs_metric"]
+        st.subheader("Human against metric")
+        st.write({k: hm.get(k) for k in ("spearman_overall_iou", "spearman_overall_boundary_f1")})
+        if "gate_vs_would_use" in hm:
+            g = hm["gate_vs_would_use"]
+            st.write(f"Gate confidence against 'would use' (Dawid-Skene): ECE {g['ece']:.3f} over {g['n']} items")
+            rd = g["reliability"]
+            st.bar_chart(pd.DataFrame({"share 'would use'": rd["accuracy"], "mean confidence": rd["mean_confidence"]}))
+        for kind, title in (("metric_high_rating_low", "High IoU, low rating"), ("metric_low_rating_high", "Low IoU, high rating")):
+            rows = hm["mismatches"][kind]
+            st.caption(f"{title}: {len(rows)}")
+            for r in rows[:12]:
+                img = _read_rgb(r["image"])
+                if img is not None:
+                    st.image(img, caption=f"{r['sample_key']}: IoU {r['iou']:.3f}, rating {r['overall']:.2f}", width=240)
+    from raters.results import ratings_frame
+
+    _, frame = ratings_frame(engine(), name)
+    st.download_button("Download ratings (CSV)", frame.to_csv(index=False), file_name=f"{name}-ratings.csv", key="download")
+
+
+def main() -> None:
+    st.set_page_config(page_title="liftlab raters", layout="wide")
+    token = st.session_state.get("token")
+    try:
+        me = S.authenticate(engine(), token)
+    except S.AccessDenied as exc:
+        if token:
+            st.warning(str(exc))
+            st.session_state.pop("token", None)
+        login_page()
+        return
+    st.sidebar.write(f"Logged in as **{me.name}** ({me.role})")
+    if st.sidebar.button("Log out", key="logout"):
+        S.logout(engine(), token)
+        st.session_state.clear()
+        st.rerun()
+    pages = {"Rate": rate_page, "My answers": answers_page}
+    if me.is_admin:
+        pages.update({"Campaigns": campaigns_page, "Progress and quality": quality_page, "Results": results_page})
+    choice = st.sidebar.radio("Page", list(pages), key="page")
+    try:
+        pages[choice](token)
+    except S.AccessDenied as exc:
+        st.error(str(exc))
+
+
+main()

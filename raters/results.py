@@ -1,0 +1,347 @@
+"""Campaign quality and results: progress, gold accuracy, time-on-task outliers, Krippendorff's
+alpha, per-release ratings with bootstrap CIs, Dawid-Skene and Bradley-Terry aggregation, human
+against metric, and the gate's confidence calibrated against "would you use this cut-out?".
+
+Sources: Krippendorff's alpha by the ``krippendorff`` package (Krippendorff, "Content Analysis",
+2004; interval distance for the 1-5 scales, nominal for the categories); Dawid & Skene (JRSS-C 1979)
+and Bradley & Terry (Biometrika 1952, fitted by Hunter's MM algorithm, Ann. Statist. 2004) by
+crowd-kit; the modified z-score of Iglewicz & Hoaglin (1993) for time-on-task outliers; Spearman's
+rank correlation by scipy; ECE and the reliability diagram by :mod:`evalhub.calibration`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import Engine, select
+
+from db.engine import session_scope
+from db.models import Assignment, Campaign, CampaignItem, Dataset, Rater, Rating, Release, Run, Sample
+from evalhub.calibration import ece, reliability_diagram
+from evalhub.scoring import _jsonable, load_run
+from evalhub.slicing import slice_seed
+from evalhub.stats import bootstrap_indices, bootstrap_mean, percentile_interval
+from raters.service import ARTIFACTS, NotFound
+
+SCALES = ("overall", "edge")
+CATEGORIES = ("completeness", "background_leak", "would_use")
+OUTLIER_Z = 3.5
+MISMATCH_HIGH_IOU, MISMATCH_LOW_RATING = 0.9, 2.0
+MISMATCH_LOW_IOU, MISMATCH_HIGH_RATING = 0.7, 4.0
+
+
+def _campaign(s, name: str) -> Campaign:
+    c = s.scalar(select(Campaign).where(Campaign.name == name))
+    if c is None:
+        raise NotFound(f"no campaign named {name!r} (known: {sorted(s.scalars(select(Campaign.name)))})")
+    return c
+
+
+def progress_table(engine: Engine, campaign: str) -> dict[str, Any]:
+    """Assignments done / total per rater, and items with all their k ratings.
+
+    Raises:
+        NotFound: no such campaign.
+    """
+    with session_scope(engine) as s:
+        c = _campaign(s, campaign)
+        rows = s.execute(
+            select(Rater.name, Assignment.done, CampaignItem.id, CampaignItem.is_gold)
+            .join(Assignment, Assignment.rater_id == Rater.id)
+            .join(CampaignItem, CampaignItem.id == Assignment.item_id)
+            .where(CampaignItem.campaign_id == c.id)
+        ).all()
+        k = c.raters_per_item
+    df = pd.DataFrame(rows, columns=["rater", "done", "item", "is_gold"])
+    per = df.groupby("rater")["done"].agg(["sum", "count"]).reset_index()
+    reg = df[~df["is_gold"]].groupby("item")["done"].sum()
+    return {
+        "campaign": campaign,
+        "raters": [{"rater": r.rater, "done": int(r.sum), "total": int(r.count), "share": r.sum / r.count if r.count else 0.0}
+                   for r in per.itertuples()],
+        "done": int(df["done"].sum()), "total": int(len(df)),
+        "items_complete": int((reg >= k).sum()), "items": int(len(reg)),
+    }
+
+
+def ratings_frame(engine: Engine, campaign: str) -> tuple[dict[str, Any], pd.DataFrame]:
+    """A campaign's record and one row per rating, with its item, photo, gold answer and (A/B) the
+    release shown left and the winner's release name.
+
+    Raises:
+        NotFound: no such campaign.
+    """
+    with session_scope(engine) as s:
+        c = _campaign(s, campaign)
+        runs = {r.id: (r.path, s.get(Release, r.release_id).name) for r in s.scalars(select(Run).where(Run.id.in_([c.run_a_id, c.run_b_id or -1])))}
+        q = (select(Rating, Rater.name, CampaignItem, Sample.sample_key, Sample.image_path, Dataset.root)
+             .join(Rater, Rater.id == Rating.rater_id)
+             .join(CampaignItem, CampaignItem.id == Rating.item_id)
+             .join(Sample, Sample.id == CampaignItem.sample_id)
+             .join(Dataset, Dataset.id == Sample.dataset_id)
+             .where(CampaignItem.campaign_id == c.id).order_by(Rating.id))
+        rows = []
+        for r, rater, item, key, image, root in s.execute(q):
+            rows.append({
+                "rating_id": r.id, "rater": rater, "item_id": item.id, "sample_key": key, "image": str(Path(root) / image),
+                "is_gold": item.is_gold, "gold_answer": item.gold_answer, "stratum": item.stratum,
+                "overall": r.overall, "edge": r.edge, "completeness": r.completeness, "background_leak": r.background_leak,
+                "artifacts": r.artifacts, "would_use": r.would_use, "choice": r.choice, "reasons": r.reasons,
+                "winner": runs[r.winner_run_id][1] if r.winner_run_id else (None if c.kind == "single" else "tie"),
+                "winner_run_id": r.winner_run_id, "left": runs[item.left_run_id][1] if item.left_run_id else None,
+                "comment": r.comment, "seconds": r.seconds, "submitted_at": r.submitted_at,
+            })
+        info = {"name": c.name, "kind": c.kind, "k": c.raters_per_item, "settings": c.settings,
+                "run_a": {"id": c.run_a_id, "path": runs[c.run_a_id][0], "release": runs[c.run_a_id][1]},
+                "run_b": {"id": c.run_b_id, "path": runs[c.run_b_id][0], "release": runs[c.run_b_id][1]} if c.run_b_id else None}
+    cols = ["rating_id", "rater", "item_id", "sample_key", "image", "is_gold", "gold_answer", "stratum", "overall", "edge", "completeness",
+            "background_leak", "artifacts", "would_use", "choice", "reasons", "winner", "winner_run_id", "left", "comment", "seconds", "submitted_at"]
+    return info, pd.DataFrame(rows, columns=cols)
+
+
+def gold_accuracy(ratings: pd.DataFrame, kind: str) -> list[dict[str, Any]]:
+    """Per rater: gold items answered and the share matching the reference (``would_use`` for single
+    extractions, the winning release for A/B)."""
+    g = ratings[ratings["is_gold"].astype(bool)]
+    out = []
+    for rater, part in g.groupby("rater"):
+        if kind == "ab":
+            hit = [r.winner_run_id == r.gold_answer.get("winner_run_id") for r in part.itertuples()]
+        else:
+            hit = [r.would_use == r.gold_answer.get("would_use") for r in part.itertuples()]
+        out.append({"rater": rater, "n": len(hit), "accuracy": float(np.mean(hit))})
+    return out
+
+
+def time_outliers(ratings: pd.DataFrame, z: float = OUTLIER_Z) -> dict[str, Any]:
+    """Ratings whose time on task has a modified z-score ``0.6745 (x - median) / MAD`` beyond
+    ``z`` (Iglewicz & Hoaglin 1993), and each rater's median seconds."""
+    t = ratings.dropna(subset=["seconds"])
+    x = t["seconds"].to_numpy(float)
+    if x.size == 0:
+        return {"median": None, "mad": None, "outliers": [], "per_rater": []}
+    med = float(np.median(x))
+    mad = float(np.median(np.abs(x - med)))
+    mz = 0.6745 * (x - med) / mad if mad > 0 else np.zeros_like(x)
+    flagged = t.assign(z=mz)[np.abs(mz) > z]
+    return {
+        "median": med, "mad": mad,
+        "outliers": [{"rating_id": int(r.rating_id), "rater": r.rater, "sample_key": r.sample_key, "seconds": float(r.seconds), "z": float(r.z)}
+                     for r in flagged.itertuples()],
+        "per_rater": [{"rater": k, "median_seconds": float(v)} for k, v in t.groupby("rater")["seconds"].median().items()],
+    }
+
+
+def reliability_matrix(ratings: pd.DataFrame, column: str) -> np.ndarray:
+    """``(raters, items)`` float matrix of one question's answers (categories coded by their sorted
+    order), NaN where a rater did not answer an item: the layout ``krippendorff.alpha`` takes."""
+    d = ratings.dropna(subset=[column])
+    if d.empty:
+        return np.zeros((0, 0))
+    values = d[column]
+    if not pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
+        codes = {v: i for i, v in enumerate(sorted(values.astype(str).unique()))}
+        values = values.astype(str).map(codes)
+    m = d.assign(v=values.astype(float)).pivot_table(index="rater", columns="item_id", values="v", aggfunc="first")
+    return m.to_numpy(float)
+
+
+def krippendorff_alphas(ratings: pd.DataFrame, kind: str) -> dict[str, float | None]:
+    """Krippendorff's alpha per question: interval for ``overall`` and ``edge``, nominal for the
+    categories, each artifact flag and the A/B choice; None where no item has two answers or every
+    answer is the same (alpha undefined)."""
+    import krippendorff
+
+    r = ratings.copy()
+    questions: dict[str, str] = {}
+    if kind == "ab":
+        r["choice_shown"] = r["choice"]
+        questions["choice"] = "nominal"
+        cols = {"choice": "choice_shown"}
+    else:
+        for a in ARTIFACTS:
+            r["artifact_" + a] = r["artifacts"].map(lambda v, a=a: None if v is None else (a in v))
+        questions.update({q: "interval" for q in SCALES})
+        questions.update({q: "nominal" for q in CATEGORIES})
+        questions.update({"artifact_" + a: "nominal" for a in ARTIFACTS})
+        cols = {q: q for q in questions}
+    out: dict[str, float | None] = {}
+    for q, level in questions.items():
+        m = reliability_matrix(r, cols[q])
+        pairable = (np.isfinite(m).sum(axis=0) >= 2).sum() if m.size else 0
+        if pairable == 0 or np.unique(m[np.isfinite(m)]).size < 2:
+            out[q] = None
+            continue
+        out[q] = float(krippendorff.alpha(reliability_data=m, level_of_measurement=level))
+    return out
+
+
+def dawid_skene(ratings: pd.DataFrame, column: str, n_iter: int = 100) -> pd.Series:
+    """Dawid-Skene (crowd-kit) aggregated label per item for one categorical question."""
+    from crowdkit.aggregation import DawidSkene
+
+    d = ratings.dropna(subset=[column])
+    if d.empty:
+        return pd.Series(dtype=object)
+    data = pd.DataFrame({"task": d["item_id"], "worker": d["rater"], "label": d[column].astype(str)})
+    return DawidSkene(n_iter=n_iter).fit_predict(data)
+
+
+def bt_comparisons(ratings: pd.DataFrame, releases: tuple[str, str]) -> pd.DataFrame:
+    """A/B votes as crowd-kit's ``left, right, label`` rows (release names); a tie counts as one win
+    for each side (half a win each)."""
+    rows = []
+    for r in ratings.itertuples():
+        left = r.left
+        right = releases[1] if left == releases[0] else releases[0]
+        winners = [left, right] if r.winner == "tie" else [r.winner]
+        rows += [{"left": left, "right": right, "label": w, "item_id": r.item_id} for w in winners]
+    return pd.DataFrame(rows, columns=["left", "right", "label", "item_id"])
+
+
+def bradley_terry(comparisons: pd.DataFrame, n_boot: int = 200, seed: int = 0, level: float = 0.95) -> dict[str, Any]:
+    """Bradley-Terry scores (crowd-kit, summing to 1) with a percentile CI from resampling items
+    (cluster bootstrap)."""
+    from crowdkit.aggregation import BradleyTerry
+
+    if comparisons.empty:
+        return {"scores": {}}
+    fit = lambda d: BradleyTerry(n_iter=100).fit(d[["left", "right", "label"]]).scores_  # noqa: E731
+    scores = fit(comparisons)
+    items = comparisons["item_id"].unique()
+    by_item = {i: g for i, g in comparisons.groupby("item_id")}
+    reps = []
+    for idx in bootstrap_indices(len(items), n_boot, seed):
+        d = pd.concat([by_item[items[i]] for i in idx], ignore_index=True)
+        if d["label"].nunique() < 2 and len(scores) > 1:
+            reps.append({k: float(k == d["label"].iloc[0]) for k in scores.index})
+            continue
+        reps.append(fit(d).to_dict())
+    rep = pd.DataFrame(reps)
+    return {"scores": {k: {"value": float(v), **dict(zip(("lo", "hi"), percentile_interval(rep[k].to_numpy(), level)))}
+                       for k, v in scores.items()}}
+
+
+def _item_table(ratings: pd.DataFrame) -> pd.DataFrame:
+    """Per item: mean overall and edge rating, share answering would_use = yes, number of ratings."""
+    g = ratings.groupby("item_id")
+    return pd.DataFrame({
+        "sample_key": g["sample_key"].first(), "image": g["image"].first(), "n": g.size(),
+        "overall": g["overall"].mean(), "edge": g["edge"].mean(),
+        "would_use": g["would_use"].apply(lambda v: float(np.mean(v.dropna().astype(float))) if v.notna().any() else np.nan),
+    })
+
+
+def campaign_results(engine: Engine, campaign: str, n_boot: int = 1000, seed: int = 0) -> dict[str, Any]:
+    """Everything the admin results page and ``raters results`` show (JSON-able).
+
+    Raises:
+        NotFound: no such campaign.
+    """
+    info, r = ratings_frame(engine, campaign)
+    out: dict[str, Any] = {"campaign": info, "n_ratings": int(len(r)), "progress": progress_table(engine, campaign),
+                           "gold_accuracy": gold_accuracy(r, info["kind"]), "time_on_task": time_outliers(r),
+                           "krippendorff_alpha": krippendorff_alphas(r, info["kind"]) if len(r) else {}}
+    reg = r[~r["is_gold"].astype(bool)]
+    if info["kind"] == "ab":
+        rel = (info["run_a"]["release"], info["run_b"]["release"])
+        comp = bt_comparisons(reg, rel)
+        out["bradley_terry"] = bradley_terry(comp, n_boot=min(n_boot, 200), seed=seed)
+        ties = float((reg["winner"] == "tie").sum())
+        out["bradley_terry"]["win_rate"] = {k: ((reg["winner"] == k).sum() + 0.5 * ties) / len(reg) if len(reg) else None for k in rel}
+        out["votes"] = {"n": int(len(reg)), "ties": int((reg["winner"] == "tie").sum()),
+                        **{f"wins_{k}": int((reg["winner"] == k).sum()) for k in rel}}
+        out["human_vs_metric"] = _ab_vs_metric(reg, info)
+        return _jsonable(out)
+    items = _item_table(reg) if len(reg) else pd.DataFrame(columns=["sample_key", "image", "n", "overall", "edge", "would_use"])
+    release = info["run_a"]["release"]
+    out["per_release"] = {release: {
+        q: bootstrap_mean(items[q].to_numpy(float), n_boot=n_boot, seed=slice_seed(seed, release, q)) for q in ("overall", "edge", "would_use")
+    }}
+    ds = {}
+    for q in CATEGORIES:
+        lab = dawid_skene(reg, q)
+        ds[q] = {"labels": {str(k): v for k, v in lab.items()}, "distribution": {str(k): float(v) for k, v in lab.value_counts(normalize=True).items()}}
+    out["dawid_skene"] = ds
+    out["human_vs_metric"] = _single_vs_metric(items, info, ds["would_use"]["labels"])
+    return _jsonable(out)
+
+
+def _single_vs_metric(items: pd.DataFrame, info: dict[str, Any], would_use: dict[str, str]) -> dict[str, Any]:
+    """Spearman of mean ratings with IoU and boundary F1, the mismatch list, and the release's
+    confidence calibrated against the Dawid-Skene "would use" label."""
+    from scipy.stats import spearmanr
+
+    rule = (f"IoU >= {MISMATCH_HIGH_IOU} and mean overall <= {MISMATCH_LOW_RATING}; "
+            f"IoU < {MISMATCH_LOW_IOU} and mean overall >= {MISMATCH_HIGH_RATING}")
+    if items.empty:
+        return {"release": info["run_a"]["release"], "n_items": 0, "spearman_overall_iou": None, "spearman_overall_boundary_f1": None,
+                "mismatches": {"metric_high_rating_low": [], "metric_low_rating_high": [], "rule": rule}}
+    table, _ = load_run(info["run_a"]["path"])
+    j = items.rename_axis("item_id").reset_index().merge(table[["sample_key", "iou", "boundary_f1", "confidence"]], on="sample_key", how="left")
+    out: dict[str, Any] = {"release": info["run_a"]["release"], "n_items": int(len(j))}
+    for m in ("iou", "boundary_f1"):
+        ok = j[["overall", m]].dropna()
+        out[f"spearman_overall_{m}"] = float(spearmanr(ok["overall"], ok[m]).statistic) if len(ok) >= 3 and ok["overall"].nunique() > 1 and ok[m].nunique() > 1 else None
+    hi = j[(j["iou"] >= MISMATCH_HIGH_IOU) & (j["overall"] <= MISMATCH_LOW_RATING)]
+    lo = j[(j["iou"] < MISMATCH_LOW_IOU) & (j["overall"] >= MISMATCH_HIGH_RATING)]
+    cols = ["sample_key", "image", "iou", "boundary_f1", "overall", "confidence"]
+    out["mismatches"] = {"metric_high_rating_low": hi[cols].to_dict("records"), "metric_low_rating_high": lo[cols].to_dict("records"),
+                         "rule": rule}
+    lab = j["item_id"].astype(str).map(would_use)
+    ok = lab.notna() & j["confidence"].notna()
+    if ok.any():
+        conf, y = j.loc[ok, "confidence"].to_numpy(float), (lab[ok] == "True").to_numpy()
+        rd = reliability_diagram(conf, y)
+        out["gate_vs_would_use"] = {"n": int(ok.sum()), "ece": ece(conf, y), "reliability": {k: v.tolist() for k, v in rd.items()}}
+    return out
+
+
+def _ab_vs_metric(reg: pd.DataFrame, info: dict[str, Any]) -> dict[str, Any]:
+    """Spearman of the share of votes for B (ties half) with the IoU and boundary F1 gaps B - A."""
+    from scipy.stats import spearmanr
+
+    a, _ = load_run(info["run_a"]["path"])
+    b, _ = load_run(info["run_b"]["path"])
+    rb = info["run_b"]["release"]
+    votes = reg.assign(v=np.where(reg["winner"] == rb, 1.0, np.where(reg["winner"] == "tie", 0.5, 0.0))).groupby("sample_key")["v"].mean()
+    j = a[["sample_key", "iou", "boundary_f1"]].merge(b[["sample_key", "iou", "boundary_f1"]], on="sample_key", suffixes=("_a", "_b"))
+    j = j.merge(votes.rename("share_b").reset_index(), on="sample_key")
+    out: dict[str, Any] = {"n_items": int(len(j))}
+    for m in ("iou", "boundary_f1"):
+        d = (j[f"{m}_b"] - j[f"{m}_a"]).to_numpy()
+        ok = np.isfinite(d)
+        out[f"spearman_votes_{m}_gap"] = float(spearmanr(j["share_b"][ok], d[ok]).statistic) if ok.sum() >= 3 and np.unique(d[ok]).size > 1 and j["share_b"][ok].nunique() > 1 else None
+    return out
+
+
+def export(engine: Engine, campaign: str, out: str | Path, n_boot: int = 1000, seed: int = 0) -> dict[str, Path]:
+    """Write ``ratings.csv``/``.parquet`` (one row per rating), ``items.csv``/``.parquet`` (per-item
+    means, single campaigns) and ``results.json`` into ``out``.
+
+    Raises:
+        NotFound: no such campaign.
+    """
+    import json
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    _, r = ratings_frame(engine, campaign)
+    flat = r.assign(gold_answer=r["gold_answer"].map(lambda v: None if v is None else json.dumps(v)),
+                    artifacts=r["artifacts"].map(lambda v: None if v is None else ";".join(v)),
+                    reasons=r["reasons"].map(lambda v: None if v is None else ";".join(v)),
+                    submitted_at=pd.to_datetime(r["submitted_at"], utc=True))
+    paths = {"ratings_csv": out / "ratings.csv", "ratings_parquet": out / "ratings.parquet", "results": out / "results.json"}
+    flat.to_csv(paths["ratings_csv"], index=False)
+    flat.to_parquet(paths["ratings_parquet"], index=False)
+    reg = r[~r["is_gold"].astype(bool)]
+    if len(reg) and reg["overall"].notna().any():
+        items = _item_table(reg).reset_index()
+        paths["items_csv"], paths["items_parquet"] = out / "items.csv", out / "items.parquet"
+        items.to_csv(paths["items_csv"], index=False)
+        items.to_parquet(paths["items_parquet"], index=False)
+    paths["results"].write_text(json.dumps(campaign_results(engine, campaign, n_boot, seed), indent=2, default=str))
+    return paths

@@ -1,0 +1,484 @@
+"""The rater service layer: accounts, login sessions, access rules, the rating queue and submits.
+
+Every function a page calls takes the caller's session ``token`` and checks it here, so the access
+rules hold whatever the page code does:
+
+- no valid token (missing, unknown, expired, revoked, or its rater disabled): :class:`AccessDenied`;
+- a rater sees and answers only their own assignments and ratings;
+- campaigns, progress, other raters and results are for admins only.
+
+Operator functions without a token (:func:`add_user`, :func:`disable_user`) are for the ``raters``
+command line, which runs with the catalog's own credentials.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sqlalchemy import Engine, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import aliased
+
+from db.engine import session_scope
+from db.models import Assignment, Campaign, CampaignItem, Dataset, Rater, RaterSession, Rating, Run, Sample
+
+ROLES = ("rater", "admin")
+SESSION_HOURS = float(os.environ.get("LIFTLAB_SESSION_HOURS", "8"))
+COMPLETENESS = ("whole", "partly", "no")
+LEAK = ("none", "minor", "major")
+ARTIFACTS = ("holes", "halo", "missing_thin", "extra_object")
+AB_REASONS = ("edges", "completeness", "background", "artifacts", "other")
+MAX_COMMENT = 2000
+
+
+class AccessDenied(PermissionError):
+    """The caller is not logged in, or may not see or do this (the message says which)."""
+
+
+class NotFound(LookupError):
+    """No such user, campaign, assignment or rating (named)."""
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The logged-in caller: rater id, name and role (``rater`` or ``admin``)."""
+
+    id: int
+    name: str
+    role: str
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+
+def _hasher():
+    from argon2 import PasswordHasher
+
+    return PasswordHasher()
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _aware(dt: datetime) -> datetime:
+    """SQLite returns naive datetimes; the catalog stores UTC."""
+    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+# --- accounts (operator) ------------------------------------------------------------------------
+
+def add_user(engine: Engine, name: str, password: str, role: str = "rater") -> int:
+    """Create an account; the password is stored as an argon2id hash (argon2-cffi defaults).
+
+    Raises:
+        ValueError: an empty name, a password under 8 characters, an unknown role, or a name taken.
+    """
+    name = name.strip()
+    if not name:
+        raise ValueError("user name must not be empty")
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {ROLES}, got {role!r}")
+    if len(password) < 8:
+        raise ValueError(f"user {name!r}: the password must have at least 8 characters")
+    try:
+        with session_scope(engine) as s:
+            r = Rater(name=name, password_hash=_hasher().hash(password), role=role, active=True)
+            s.add(r)
+            s.flush()
+            return r.id
+    except IntegrityError:
+        raise ValueError(f"user {name!r} already exists") from None
+
+
+def disable_user(engine: Engine, name: str) -> None:
+    """Disable an account and revoke its open sessions.
+
+    Raises:
+        NotFound: no such user.
+    """
+    with session_scope(engine) as s:
+        r = s.scalar(select(Rater).where(Rater.name == name))
+        if r is None:
+            raise NotFound(f"no user named {name!r}")
+        r.active = False
+        s.execute(update(RaterSession).where(RaterSession.rater_id == r.id).values(revoked=True))
+
+
+def list_users(engine: Engine) -> list[dict[str, Any]]:
+    """Every account: ``id, name, role, active`` (never the hash)."""
+    with session_scope(engine) as s:
+        return [{"id": r.id, "name": r.name, "role": r.role, "active": r.active} for r in s.scalars(select(Rater).order_by(Rater.name))]
+
+
+# --- sessions -----------------------------------------------------------------------------------
+
+def login(engine: Engine, name: str, password: str, hours: float | None = None) -> str:
+    """Check a password and open a session.
+
+    Returns:
+        A random bearer token (URL-safe, 256 bits); only its SHA-256 is stored.
+
+    Raises:
+        AccessDenied: unknown user, wrong password or disabled account (one message for all, so a
+            caller cannot probe which names exist).
+    """
+    from argon2.exceptions import VerificationError
+
+    with session_scope(engine) as s:
+        r = s.scalar(select(Rater).where(Rater.name == name.strip()))
+        ok = False
+        if r is not None and r.active:
+            try:
+                ok = _hasher().verify(r.password_hash, password)
+            except VerificationError:
+                ok = False
+        if not ok:
+            raise AccessDenied("wrong name or password, or the account is disabled")
+        token = secrets.token_urlsafe(32)
+        now = _now()
+        s.add(RaterSession(token_hash=_token_hash(token), rater_id=r.id, created_at=now,
+                           expires_at=now + timedelta(hours=SESSION_HOURS if hours is None else hours), revoked=False))
+        return token
+
+
+def logout(engine: Engine, token: str | None) -> None:
+    """Revoke a session (unknown tokens are ignored)."""
+    if not token:
+        return
+    with session_scope(engine) as s:
+        s.execute(update(RaterSession).where(RaterSession.token_hash == _token_hash(token)).values(revoked=True))
+
+
+def _principal(conn, token: str | None) -> Principal:
+    if not token:
+        raise AccessDenied("not logged in")
+    row = conn.execute(
+        select(RaterSession.revoked, RaterSession.expires_at, Rater.id, Rater.name, Rater.role, Rater.active)
+        .join(Rater, Rater.id == RaterSession.rater_id).where(RaterSession.token_hash == _token_hash(token))
+    ).first()
+    if row is None:
+        raise AccessDenied("unknown session: log in again")
+    if row.revoked:
+        raise AccessDenied("session ended: log in again")
+    if _aware(row.expires_at) <= _now():
+        raise AccessDenied("session expired: log in again")
+    if not row.active:
+        raise AccessDenied(f"account {row.name!r} is disabled")
+    return Principal(row.id, row.name, row.role)
+
+
+def authenticate(engine: Engine, token: str | None) -> Principal:
+    """The caller behind a token.
+
+    Raises:
+        AccessDenied: no token, an unknown, revoked or expired one, or a disabled account.
+    """
+    with engine.connect() as conn:
+        return _principal(conn, token)
+
+
+def require_admin(engine: Engine, token: str | None) -> Principal:
+    """The caller, who must be an admin.
+
+    Raises:
+        AccessDenied: not logged in, or not an admin.
+    """
+    p = authenticate(engine, token)
+    if not p.is_admin:
+        raise AccessDenied(f"{p.name!r} is not an admin: campaigns, progress, other raters and results are for admins")
+    return p
+
+
+# --- answers ------------------------------------------------------------------------------------
+
+class SingleAnswer(BaseModel):
+    """The form for one extraction."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    overall: int = Field(ge=1, le=5, description="overall quality, 1 (unusable) to 5 (perfect)")
+    edge: int = Field(ge=1, le=5, description="edge quality, 1 to 5")
+    completeness: Literal["whole", "partly", "no"]
+    background_leak: Literal["none", "minor", "major"]
+    artifacts: list[Literal["holes", "halo", "missing_thin", "extra_object"]] = Field(default_factory=list)
+    would_use: bool
+    comment: str | None = Field(None, max_length=MAX_COMMENT)
+
+
+class ABAnswer(BaseModel):
+    """The form for a blind A/B pair: the side shown as A or B, or a tie, with reasons."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    choice: Literal["A", "B", "tie"]
+    reasons: list[Literal["edges", "completeness", "background", "artifacts", "other"]] = Field(default_factory=list)
+    comment: str | None = Field(None, max_length=MAX_COMMENT)
+
+
+def validate_answer(kind: str, answer: dict[str, Any]) -> SingleAnswer | ABAnswer:
+    """Check a submitted form.
+
+    Raises:
+        ValueError: a missing or out-of-range field, named (``overall: Input should be less than or
+            equal to 5``).
+    """
+    model = ABAnswer if kind == "ab" else SingleAnswer
+    try:
+        return model.model_validate(answer)
+    except ValidationError as exc:
+        raise ValueError("; ".join(f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in exc.errors())) from None
+
+
+# --- the queue ----------------------------------------------------------------------------------
+
+_RunA, _RunB, _RunLeft = aliased(Run), aliased(Run), aliased(Run)
+
+_QUEUE = (
+    select(Assignment.id.label("assignment_id"), Campaign.name.label("campaign"), Campaign.kind, Campaign.run_a_id,
+           Campaign.run_b_id, CampaignItem.left_run_id, Sample.sample_key, Sample.image_path, Dataset.root,
+           _RunA.path.label("path_a"), _RunB.path.label("path_b"))
+    .join(CampaignItem, CampaignItem.id == Assignment.item_id)
+    .join(Campaign, Campaign.id == CampaignItem.campaign_id)
+    .join(Sample, Sample.id == CampaignItem.sample_id)
+    .join(Dataset, Dataset.id == Sample.dataset_id)
+    .join(_RunA, _RunA.id == Campaign.run_a_id)
+    .outerjoin(_RunB, _RunB.id == Campaign.run_b_id)
+)
+
+
+def _next_for(conn, rater_id: int) -> dict[str, Any] | None:
+    """The rater's next pending assignment as the page needs it (no release names for A/B)."""
+    row = conn.execute(
+        _QUEUE.where(Assignment.rater_id == rater_id, Assignment.done.is_(False)).order_by(Campaign.id, Assignment.position).limit(1)
+    ).first()
+    if row is None:
+        return None
+    done, total = conn.execute(
+        select(func.count().filter(Assignment.done.is_(True)), func.count()).where(Assignment.rater_id == rater_id)
+    ).one()
+    mask = f"predictions/masks/{row.sample_key}.png"
+    view = {"assignment_id": row.assignment_id, "campaign": row.campaign, "kind": row.kind, "sample_key": row.sample_key,
+            "image": str(Path(row.root) / row.image_path), "done": int(done), "total": int(total)}
+    if row.kind == "ab":
+        left, right = (row.path_a, row.path_b) if row.left_run_id == row.run_a_id else (row.path_b, row.path_a)
+        view["prediction_a"], view["prediction_b"] = str(Path(left) / mask), str(Path(right) / mask)
+    else:
+        view["prediction"] = str(Path(row.path_a) / mask)
+    return view
+
+
+def next_item(engine: Engine, token: str | None) -> dict[str, Any] | None:
+    """The caller's next pending assignment (lowest campaign id, then queue position), or None.
+
+    Returns:
+        ``{assignment_id, campaign, kind, sample_key, image, prediction | prediction_a/_b, done,
+        total}``; paths are absolute. The same call returns the same item until it is answered, so
+        a page rerun never swaps the item under the rater.
+
+    Raises:
+        AccessDenied: not logged in.
+    """
+    with engine.connect() as conn:
+        return _next_for(conn, _principal(conn, token).id)
+
+
+def _existing(engine: Engine, assignment_id: int) -> int | None:
+    with engine.connect() as conn:
+        return conn.execute(select(Rating.id).where(Rating.assignment_id == assignment_id)).scalar()
+
+
+def _store(engine: Engine, p: Principal, assignment_id: int, answer: dict[str, Any], seconds: float | None) -> dict[str, Any]:
+    if seconds is not None and not seconds >= 0:
+        raise ValueError(f"seconds must be >= 0, got {seconds}")
+    try:
+        with engine.begin() as conn:
+            row = conn.execute(
+                select(Assignment.rater_id, Assignment.item_id, Campaign.kind, Campaign.run_a_id, Campaign.run_b_id,
+                       CampaignItem.left_run_id, Rating.id.label("rating_id"))
+                .join(CampaignItem, CampaignItem.id == Assignment.item_id)
+                .join(Campaign, Campaign.id == CampaignItem.campaign_id)
+                .outerjoin(Rating, Rating.assignment_id == Assignment.id)
+                .where(Assignment.id == assignment_id)
+            ).first()
+            if row is None:
+                raise NotFound(f"assignment {assignment_id} does not exist")
+            if row.rater_id != p.id:
+                raise AccessDenied(f"assignment {assignment_id} belongs to another rater")
+            if row.rating_id is not None:
+                return {"rating_id": row.rating_id, "created": False}
+            a = validate_answer(row.kind, answer)
+            values: dict[str, Any] = {"assignment_id": assignment_id, "rater_id": p.id, "item_id": row.item_id, "seconds": seconds,
+                                      "submitted_at": _now(), "comment": a.comment}
+            if isinstance(a, ABAnswer):
+                right = row.run_b_id if row.left_run_id == row.run_a_id else row.run_a_id
+                values.update(choice=a.choice, reasons=list(a.reasons), winner_run_id={"A": row.left_run_id, "B": right, "tie": None}[a.choice])
+            else:
+                values.update(overall=a.overall, edge=a.edge, completeness=a.completeness, background_leak=a.background_leak,
+                              artifacts=list(a.artifacts), would_use=a.would_use)
+            rid = conn.execute(insert(Rating).values(**values).returning(Rating.id)).scalar_one()
+            conn.execute(update(Assignment).where(Assignment.id == assignment_id).values(done=True))
+            return {"rating_id": rid, "created": True}
+    except IntegrityError:  # the same assignment submitted at the same moment: the first one stands
+        existing = _existing(engine, assignment_id)
+        if existing is None:
+            raise
+        return {"rating_id": existing, "created": False}
+
+
+def submit(engine: Engine, token: str | None, assignment_id: int, answer: dict[str, Any], seconds: float | None = None) -> dict[str, Any]:
+    """Store the answer to one of the caller's assignments, exactly once.
+
+    Idempotent: a repeated submit (double click, rerun, a retry after a timeout, or two at once)
+    stores nothing new and returns the first rating (``created`` False); the unique constraint on
+    ``ratings.assignment_id`` settles a race.
+
+    Args:
+        answer: the form (:class:`SingleAnswer` or :class:`ABAnswer` fields). Comments are stored
+            verbatim (parameters are bound, never formatted into SQL).
+        seconds: time on task (from showing the item to the submit), >= 0.
+
+    Returns:
+        ``{"rating_id", "created"}``.
+
+    Raises:
+        AccessDenied: not logged in, or the assignment is another rater's.
+        NotFound: no such assignment.
+        ValueError: an invalid answer (fields named) or negative seconds.
+    """
+    return _store(engine, authenticate(engine, token), assignment_id, answer, seconds)
+
+
+def submit_and_next(engine: Engine, token: str | None, assignment_id: int, answer: dict[str, Any],
+                    seconds: float | None = None) -> dict[str, Any]:
+    """:func:`submit`, then the caller's next item, with one authentication (what the rating page
+    calls).
+
+    Returns:
+        ``{"rating_id", "created", "next"}`` (``next`` as :func:`next_item`, None when the queue is
+        empty).
+
+    Raises:
+        as :func:`submit`.
+    """
+    p = authenticate(engine, token)
+    res = _store(engine, p, assignment_id, answer, seconds)
+    with engine.connect() as conn:
+        res["next"] = _next_for(conn, p.id)
+    return res
+
+
+def _rating_dict(r: Rating, camp: Campaign, key: str) -> dict[str, Any]:
+    return {
+        "rating_id": r.id, "campaign": camp.name, "kind": camp.kind, "sample_key": key, "overall": r.overall, "edge": r.edge,
+        "completeness": r.completeness, "background_leak": r.background_leak, "artifacts": r.artifacts, "would_use": r.would_use,
+        "choice": r.choice, "reasons": r.reasons, "comment": r.comment, "seconds": r.seconds,
+        "submitted_at": _aware(r.submitted_at).isoformat(),
+    }
+
+
+def my_ratings(engine: Engine, token: str | None) -> list[dict[str, Any]]:
+    """The caller's own past answers, newest first (A/B answers as shown: A, B or tie).
+
+    Raises:
+        AccessDenied: not logged in.
+    """
+    p = authenticate(engine, token)
+    return _ratings_of(engine, p.id)
+
+
+def _ratings_of(engine: Engine, rater_id: int) -> list[dict[str, Any]]:
+    with session_scope(engine) as s:
+        rows = s.execute(
+            select(Rating, Campaign, Sample.sample_key)
+            .join(CampaignItem, CampaignItem.id == Rating.item_id)
+            .join(Campaign, Campaign.id == CampaignItem.campaign_id)
+            .join(Sample, Sample.id == CampaignItem.sample_id)
+            .where(Rating.rater_id == rater_id).order_by(Rating.id.desc())
+        ).all()
+        return [_rating_dict(r, c, k) for r, c, k in rows]
+
+
+def get_rating(engine: Engine, token: str | None, rating_id: int) -> dict[str, Any]:
+    """One rating, for its author or an admin.
+
+    Raises:
+        AccessDenied: not logged in, or another rater's rating.
+        NotFound: no such rating.
+    """
+    p = authenticate(engine, token)
+    with session_scope(engine) as s:
+        row = s.execute(
+            select(Rating, Campaign, Sample.sample_key)
+            .join(CampaignItem, CampaignItem.id == Rating.item_id)
+            .join(Campaign, Campaign.id == CampaignItem.campaign_id)
+            .join(Sample, Sample.id == CampaignItem.sample_id)
+            .where(Rating.id == rating_id)
+        ).first()
+        if row is None:
+            raise NotFound(f"rating {rating_id} does not exist")
+        if row[0].rater_id != p.id and not p.is_admin:
+            raise AccessDenied(f"rating {rating_id} belongs to another rater")
+        return _rating_dict(*row)
+
+
+def rater_answers(engine: Engine, token: str | None, rater: str) -> list[dict[str, Any]]:
+    """Another rater's answers (admins only).
+
+    Raises:
+        AccessDenied: not an admin. NotFound: no such rater.
+    """
+    require_admin(engine, token)
+    with session_scope(engine) as s:
+        rid = s.scalar(select(Rater.id).where(Rater.name == rater))
+    if rid is None:
+        raise NotFound(f"no user named {rater!r}")
+    return _ratings_of(engine, rid)
+
+
+def list_campaigns(engine: Engine, token: str | None) -> list[dict[str, Any]]:
+    """Every campaign with its item and assignment counts (admins only).
+
+    Raises:
+        AccessDenied: not an admin.
+    """
+    require_admin(engine, token)
+    from raters.campaigns import campaign_overview
+
+    return campaign_overview(engine)
+
+
+def progress(engine: Engine, token: str | None, campaign: str) -> dict[str, Any]:
+    """Per-rater progress of a campaign (admins only); see :func:`raters.results.progress_table`.
+
+    Raises:
+        AccessDenied: not an admin. NotFound: no such campaign.
+    """
+    require_admin(engine, token)
+    from raters.results import progress_table
+
+    return progress_table(engine, campaign)
+
+
+def results(engine: Engine, token: str | None, campaign: str, n_boot: int = 1000, seed: int = 0) -> dict[str, Any]:
+    """A campaign's quality and results (admins only); see :func:`raters.results.campaign_results`.
+
+    Raises:
+        AccessDenied: not an admin. NotFound: no such campaign.
+    """
+    require_admin(engine, token)
+    from raters.results import campaign_results
+
+    return campaign_results(engine, campaign, n_boot=n_boot, seed=seed)

@@ -1,0 +1,122 @@
+"""The Streamlit rater app through streamlit.testing's AppTest: login, the rating flow, the A/B flow
+and the admin pages, on a real catalog."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from db.engine import session_scope
+from db.models import Assignment, Campaign, CampaignItem, Rating
+from raters.campaigns import create_campaign
+from tests.raters_helpers import add_raters, scored_catalog
+
+APP = Path(__file__).resolve().parents[1] / "raters" / "app.py"
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("app")
+    url = f"sqlite:///{tmp / 'catalog.db'}"
+    w = scored_catalog(url, tmp, n=20)
+    w["pw"] = add_raters(w["engine"], ["single", "ab"])
+    create_campaign(w["engine"], "one", [w["runs"]["good"]], 4, 1, raters=["single"], seed=0)
+    create_campaign(w["engine"], "pair", [w["runs"]["good"], w["runs"]["eroded"]], 3, 1, raters=["ab"], seed=0)
+    w["url"] = url
+    return w
+
+
+def app(world, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("DATABASE_URL", world["url"])
+    at = AppTest.from_file(str(APP), default_timeout=60)
+    at.run()
+    return at
+
+
+def press(at, label):
+    """Click the button labelled ``label`` and rerun."""
+    next(b for b in at.button if b.label == label).click().run()
+    assert not at.exception, at.exception
+    return at
+
+
+def widget(at, kind, key):
+    """The form widget ``key`` of the current item (keys end with the assignment id)."""
+    return next(w for w in getattr(at, kind) if w.key and w.key.rsplit("_", 1)[0] == key)
+
+
+def log_in(at, name, password):
+    at.text_input(key="login_name").input(name)
+    at.text_input(key="login_password").input(password)
+    return press(at, "Log in")
+
+
+def test_login_refuses_a_wrong_password_then_logs_in_and_out(world, monkeypatch):
+    at = app(world, monkeypatch)
+    assert at.title[0].value.endswith("log in") and not at.sidebar.radio
+    log_in(at, "single", "not-the-password")
+    assert "wrong name or password" in at.error[0].value
+    log_in(at, "single", world["pw"]["single"])
+    assert "Logged in as **single** (rater)" in at.sidebar.markdown[0].value
+    assert at.sidebar.radio(key="page").options == ["Rate", "My answers"]  # no admin pages for a rater
+    at.sidebar.button(key="logout").click().run()
+    assert at.title[0].value.endswith("log in")
+
+
+def test_rating_flow(world, monkeypatch):
+    at = log_in(app(world, monkeypatch), "single", world["pw"]["single"])
+    first = at.caption[0].value
+    assert first.startswith("one: item 1 of 4")
+    n_images = len(at.get("image"))
+    assert n_images >= 7  # photo, cut-out, 4 plain backgrounds, overlay (+ zoomed crops)
+    at.run()  # a rerun keeps the same item
+    assert at.caption[0].value == first
+    press(at, "Submit rating")  # nothing answered
+    assert "Please answer" in at.error[0].value
+    widget(at, "radio", "q_overall").set_value(2)
+    widget(at, "radio", "q_edge").set_value(1)
+    widget(at, "radio", "q_completeness").set_value("partly")
+    widget(at, "radio", "q_leak").set_value("major")
+    widget(at, "multiselect", "q_artifacts").set_value(["halo", "holes"])
+    widget(at, "radio", "q_use").set_value("no")
+    widget(at, "text_area", "q_comment").input("ear chewed")
+    press(at, "Submit rating")
+    assert at.caption[0].value.startswith("one: item 2 of 4")  # the next item
+    with session_scope(world["engine"]) as s:
+        r = s.scalars(select(Rating).join(Assignment).join(CampaignItem).join(Campaign).where(Campaign.name == "one")).all()
+    assert len(r) == 1
+    assert (r[0].overall, r[0].edge, r[0].completeness, r[0].background_leak, sorted(r[0].artifacts), r[0].would_use, r[0].comment) == \
+        (2, 1, "partly", "major", ["halo", "holes"], False, "ear chewed")
+    assert r[0].seconds is not None and r[0].seconds >= 0
+    at.sidebar.radio(key="page").set_value("My answers").run()
+    assert at.dataframe[0].value["comment"].tolist() == ["ear chewed"]
+
+
+def test_ab_flow(world, monkeypatch):
+    at = log_in(app(world, monkeypatch), "ab", world["pw"]["ab"])
+    assert at.caption[0].value.startswith("pair: item 1 of 3")
+    widget(at, "radio", "q_choice").set_value("B")
+    widget(at, "multiselect", "q_reasons").set_value(["edges"])
+    press(at, "Submit choice")
+    with session_scope(world["engine"]) as s:
+        r, item, camp = s.execute(select(Rating, CampaignItem, Campaign).join(CampaignItem, CampaignItem.id == Rating.item_id)
+                                  .join(Campaign).where(Campaign.name == "pair")).one()
+        right = camp.run_b_id if item.left_run_id == camp.run_a_id else camp.run_a_id
+    assert r.choice == "B" and r.reasons == ["edges"] and r.winner_run_id == right  # B is the side shown right
+
+
+def test_admin_pages(world, monkeypatch):
+    at = log_in(app(world, monkeypatch), "root", world["pw"]["root"])
+    assert at.sidebar.radio(key="page").options == ["Rate", "My answers", "Campaigns", "Progress and quality", "Results"]
+    at.sidebar.radio(key="page").set_value("Campaigns").run()
+    assert sorted(at.dataframe[0].value["name"]) == ["one", "pair"]
+    at.sidebar.radio(key="page").set_value("Progress and quality").run()
+    assert not at.exception, at.exception
+    assert at.metric[0].label == "Assignments done"
+    at.sidebar.radio(key="page").set_value("Results").run()
+    assert not at.exception, at.exception
+    assert any("Mean ratings per release" in h.value for h in at.subheader)
