@@ -6,6 +6,9 @@ fairness-audited) before any learned model exists, and a learned model has a flo
   sigma^2))`` with ``dx, dy`` the offsets from the centre in units of the frame's width and height.
   It carries no information about the image and writes no ``confidences.csv``, so scoring uses
   (and marks) the proxy of :func:`evalhub.releases.proxy_confidence`.
+- ``ellipse``: a filled ellipse centred on the frame whose width and height are the mean subject
+  bounding box of the ECSSD train split (:data:`ELLIPSE_AXES`): the "subject in the middle" prior as
+  a binary mask, with no confidence of its own (the proxy is used).
 - ``grabcut``: OpenCV's GrabCut (Rother et al., SIGGRAPH 2004) initialised with the frame minus a
   margin as "probably foreground", on the photo shrunk to ``max_side``. Confidence is the
   self-consistency of the method: the IoU between the masks found at ``max_side`` and at half
@@ -24,7 +27,10 @@ import numpy as np
 from synth.executors import chunk, default_workers, register, run_units
 from synth.io import BadInput, atomic_write_bytes, encode_png, read_rgb
 
-METHODS = ("centre", "grabcut")
+METHODS = ("centre", "ellipse", "grabcut")
+ELLIPSE_AXES = (0.59, 0.70)
+"""Full width and height of the ``ellipse`` baseline as fractions of the frame: the mean bounding box
+of the subjects of the ECSSD train split (examples/splits/ecssd-train.txt), measured once."""
 MODULE = "evalhub.baselines"
 
 
@@ -46,6 +52,20 @@ def centre_prior(height: int, width: int, sigma: float = 0.25) -> np.ndarray:
     y = (np.arange(height, dtype=np.float32) + 0.5) / height - 0.5
     x = (np.arange(width, dtype=np.float32) + 0.5) / width - 0.5
     return np.exp(-(y[:, None] ** 2 + x[None, :] ** 2) / (2 * sigma**2)).astype(np.float32)
+
+
+def centre_ellipse(height: int, width: int, axes: tuple[float, float] = ELLIPSE_AXES) -> np.ndarray:
+    """A filled, centred ellipse ``(height, width)`` bool whose full width and height are
+    ``axes`` (fractions of the frame's width and height, in (0, 1]).
+
+    Raises:
+        ValueError: a non-positive size or axes outside (0, 1].
+    """
+    if height < 1 or width < 1 or not all(0 < a <= 1 for a in axes):
+        raise ValueError(f"centre_ellipse needs a positive size and axes in (0, 1], got {height}x{width}, {axes}")
+    y = (np.arange(height, dtype=np.float64) + 0.5) / height - 0.5
+    x = (np.arange(width, dtype=np.float64) + 0.5) / width - 0.5
+    return (x[None, :] / (axes[0] / 2)) ** 2 + (y[:, None] / (axes[1] / 2)) ** 2 <= 1.0
 
 
 def _grabcut_mask(rgb: np.ndarray, max_side: int, margin: float, iterations: int) -> np.ndarray:
@@ -102,6 +122,8 @@ def predict_one(ctx: BaselineContext, sample: dict[str, Any]) -> dict[str, Any]:
     conf = None
     if ctx.method == "centre":
         img = np.round(centre_prior(*rgb.shape[:2], sigma=ctx.sigma) * 255).astype(np.uint8)
+    elif ctx.method == "ellipse":
+        img = centre_ellipse(*rgb.shape[:2]).astype(np.uint8) * 255
     else:
         mask, conf = grabcut(rgb, ctx.max_side)
         img = mask.astype(np.uint8) * 255

@@ -49,11 +49,13 @@ def import_dataset(
     id_column: str = typer.Option("sample_id", "--id-column", help="id column of the metadata table"),
     provenance: list[str] = typer.Option([], "--provenance", help="ATTR=annotated|self-reported|estimated (repeatable; default annotated)"),
     limit: Optional[int] = typer.Option(None, "--limit", help="import only the first N ids"),
+    ids: Optional[Path] = typer.Option(None, "--ids", help="text file of ids to import (one per line), e.g. a test split"),
     database_url: Optional[str] = DB_OPT,
 ) -> None:
     """Register a real image/mask set (ECSSD, CCP layouts) with its attributes."""
     import db
     from evalhub.datasets import import_dataset as run
+    from synth.io import BadInput as BadInputError
 
     prov = {}
     for item in provenance:
@@ -62,8 +64,8 @@ def import_dataset(
         k, v = item.split("=", 1)
         prov[k] = v
     try:
-        res = run(db.connect(database_url), name, images, masks, alpha, trimaps, metadata, id_column, prov, limit)
-    except (FileNotFoundError, ValueError) as exc:
+        res = run(db.connect(database_url), name, images, masks, alpha, trimaps, metadata, id_column, prov, limit, ids)
+    except (FileNotFoundError, ValueError, BadInputError) as exc:
         _fail(str(exc))
     for w in res.warnings[:20]:
         typer.secho(f"warning: {w}", fg=typer.colors.YELLOW, err=True)
@@ -116,14 +118,14 @@ def release_add(
 def release_baseline(
     name: str = typer.Argument(..., help="catalog name of the release"),
     dataset: str = typer.Option(..., "--dataset", "-d", help="catalog dataset to predict"),
-    method: str = typer.Option("grabcut", "--method", help="grabcut | centre"),
+    method: str = typer.Option("grabcut", "--method", help="grabcut | centre | ellipse"),
     out: Path = typer.Option(..., "--out", help="prediction folder to write"),
     threshold: float = typer.Option(0.5, "--threshold", help="gate threshold"),
     workers: Optional[int] = typer.Option(None, "--workers"),
     database_url: Optional[str] = DB_OPT,
 ) -> None:
-    """Predict a dataset with a model-free baseline (GrabCut or the centre prior) and register it as a
-    predictions release."""
+    """Predict a dataset with a model-free baseline (GrabCut, the centre prior or the centre ellipse)
+    and register it as a predictions release."""
     import db
     from db.catalog import register_release
     from evalhub.baselines import write_baseline

@@ -129,6 +129,7 @@ def import_dataset(
     id_column: str = "sample_id",
     provenance: dict[str, str] | None = None,
     limit: int | None = None,
+    ids: Path | None = None,
 ) -> ImportResult:
     """Register a real image/mask set in the catalog (replacing one of the same name).
 
@@ -144,6 +145,8 @@ def import_dataset(
 
     Args:
         limit: keep only the first ``limit`` stems in sorted order (tests, demos).
+        ids: a text file of ids (one per line) to import, e.g. a test split; listed ids without an
+            image are quarantined. Applied before ``limit``.
 
     Returns:
         An :class:`ImportResult`.
@@ -167,6 +170,14 @@ def import_dataset(
         if dups:
             warnings.append(f"metadata {metadata}: duplicate ids dropped: {sorted(dups)[:10]}")
     stems = sorted(imgs)
+    if ids is not None:
+        from synth.sources import read_ids
+
+        wanted = read_ids(Path(ids))
+        quarantine += [{"id": k, "path": str(ids), "reason": "listed in the ids file but no image has this id"}
+                       for k in sorted(set(wanted) - set(stems))]
+        keep = set(wanted)
+        stems = [s for s in stems if s in keep]
     if limit is not None:
         stems = stems[:limit]
     folders = [images, masks] + [Path(p).resolve() for p in (alpha, trimaps) if p]

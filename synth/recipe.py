@@ -61,6 +61,7 @@ class ForegroundPool(Strict):
     id_column: str = "sample_id"
     provenance: dict[str, Literal["annotated", "self-reported", "estimated"]] = Field(default_factory=dict)
     limit: int | None = Field(default=None, ge=1, description="use only the first N ids (sorted)")
+    ids: Path | None = Field(default=None, description="text file of ids (file stems), one per line: use only these")
 
     @model_validator(mode="after")
     def _folders(self) -> ForegroundPool:
@@ -85,6 +86,7 @@ class BackgroundPool(Strict):
     inpaint: Literal["telea", "ns"] = "telea"
     max_subject_fraction: float = Field(default=0.5, gt=0.0, le=1.0)
     limit: int | None = Field(default=None, ge=1)
+    ids: Path | None = Field(default=None, description="text file of ids (file stems), one per line: use only these")
 
     @model_validator(mode="after")
     def _masks(self) -> BackgroundPool:
@@ -313,10 +315,10 @@ class Recipe(Strict):
             return p if p.is_absolute() else (base / p).resolve()
 
         fgs = [
-            p.model_copy(update={k: fix(getattr(p, k)) for k in ("images", "masks", "alphas", "cutouts", "metadata")})
+            p.model_copy(update={k: fix(getattr(p, k)) for k in ("images", "masks", "alphas", "cutouts", "metadata", "ids")})
             for p in self.sources.foregrounds
         ]
-        bgs = [p.model_copy(update={k: fix(getattr(p, k)) for k in ("images", "masks")}) for p in self.sources.backgrounds]
+        bgs = [p.model_copy(update={k: fix(getattr(p, k)) for k in ("images", "masks", "ids")}) for p in self.sources.backgrounds]
         return self.model_copy(
             update={"sources": Sources(foregrounds=fgs, backgrounds=bgs), "cache_dir": fix(self.cache_dir)}
         )

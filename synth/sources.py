@@ -187,9 +187,7 @@ def scan_foregrounds(pool: ForegroundPool) -> tuple[list[ForegroundItem], list[Q
             quarantine.append(QuarantineEntry(f"{pool.name}/{d}", str(pool.metadata), f"duplicate id {d!r} in metadata table"))
     else:
         dups = set()
-    stems = sorted(set(primary) - dups)
-    if pool.limit is not None:
-        stems = stems[: pool.limit]
+    stems = _restrict(sorted(set(primary) - dups), pool, quarantine)
     items: list[ForegroundItem] = []
     for stem in stems:
         fg_id = f"{pool.name}/{stem}"
@@ -242,15 +240,36 @@ def scan_foregrounds(pool: ForegroundPool) -> tuple[list[ForegroundItem], list[Q
     return items, quarantine, provenance
 
 
+def read_ids(path: Path) -> list[str]:
+    """Ids (file stems) of an ids file: one per line; blank lines and ``#`` comments ignored.
+
+    Raises:
+        BadInput: the file cannot be read.
+    """
+    try:
+        lines = Path(path).read_text().splitlines()
+    except OSError as exc:
+        raise BadInput(path, f"cannot read ids file: {exc}") from None
+    return [ln.strip() for ln in lines if ln.strip() and not ln.strip().startswith("#")]
+
+
+def _restrict(stems: list[str], pool, quarantine: list[QuarantineEntry]) -> list[str]:
+    """Apply a pool's ``ids`` file, then its ``limit``; listed ids with no file are quarantined."""
+    if pool.ids is not None:
+        wanted = set(read_ids(pool.ids))
+        for missing in sorted(wanted - set(stems)):
+            quarantine.append(QuarantineEntry(f"{pool.name}/{missing}", str(pool.ids), "id listed in the ids file has no file"))
+        stems = [s for s in stems if s in wanted]
+    return stems[: pool.limit] if pool.limit is not None else stems
+
+
 def scan_backgrounds(pool: BackgroundPool) -> tuple[list[BackgroundItem], list[QuarantineEntry]]:
     """Pair and validate a background pool (same rules as :func:`scan_foregrounds`); masked photos
     whose subject covers more than ``max_subject_fraction`` are skipped (``kind='skipped'``)."""
     quarantine: list[QuarantineEntry] = []
     images = _list_by_stem(pool.images, pool.name, quarantine)
     masks = _list_by_stem(pool.masks, pool.name, quarantine) if pool.kind == "masked" else {}
-    stems = sorted(images)
-    if pool.limit is not None:
-        stems = stems[: pool.limit]
+    stems = _restrict(sorted(images), pool, quarantine)
     items: list[BackgroundItem] = []
     for stem in stems:
         bg_id = f"{pool.name}/{stem}"

@@ -29,6 +29,19 @@ def test_centre_prior_formula():
         centre_prior(4, 4, sigma=0)
 
 
+def test_centre_ellipse_by_hand():
+    from evalhub.baselines import centre_ellipse
+
+    e = centre_ellipse(10, 20, axes=(0.5, 0.6))
+    # centre row: |x| <= 0.25 of the width -> pixel centres 5.5/20 - 0.5 = -0.225 ... 0.225: columns 5-14
+    assert np.flatnonzero(e[5]).tolist() == list(range(5, 15))
+    # centre column: |y| <= 0.3 of the height -> rows 2-7
+    assert np.flatnonzero(e[:, 10]).tolist() == list(range(2, 8))
+    assert not e[0, 0] and e.sum() == pytest.approx(math.pi * 0.25 * 0.3 * 200, rel=0.15)
+    with pytest.raises(ValueError, match="axes"):
+        centre_ellipse(10, 10, axes=(0, 1))
+
+
 def test_grabcut_finds_a_clean_subject():
     rng = np.random.default_rng(0)
     img = np.clip(rng.normal(60, 8, (160, 200, 3)), 0, 255).astype(np.uint8)

@@ -309,3 +309,13 @@ def test_a_synth_build_is_scored_with_matting_errors(tmp_path, cache_dir, sqlite
     assert t.loc[s["sample_key"], "sad"] == pytest.approx(np.abs(binary - alpha)[u].sum() / 1000, rel=1e-5)
     assert t.loc[s["sample_key"], "mse"] == pytest.approx(((binary - alpha)[u] ** 2).mean(), rel=1e-5)
     engine.dispose()
+
+
+def test_import_with_an_ids_file(engine, tmp_path):
+    ids = ecssd_ids(6)
+    f = tmp_path / "ids.txt"
+    f.write_text("# a split\n" + "\n".join(ids[1:4]) + "\nnot-a-photo\n\n")
+    res = import_dataset(engine, "picked", ECSSD / "images", ECSSD / "masks", ids=f)
+    _, samples = dataset_samples(engine, "picked")
+    assert [s["sample_key"] for s in samples] == ids[1:4]
+    assert res.quarantine == [{"id": "not-a-photo", "path": str(f), "reason": "listed in the ids file but no image has this id"}]

@@ -70,3 +70,18 @@ def test_schema_export_and_cli(tmp_path):
     bad.write_text(yaml.safe_dump(_with(bogus=1)))
     res = CliRunner().invoke(app, ["validate", "--recipe", str(bad)])
     assert res.exit_code == 2 and "bogus: unknown key" in res.output
+
+
+def test_source_ids_file_restricts_pools(tmp_path):
+    from synth.recipe import BackgroundPool, ForegroundPool
+    from synth.sources import scan_backgrounds, scan_foregrounds
+    from tests.conftest import ECSSD
+
+    ids = sorted(p.stem for p in (ECSSD / "images").glob("*.jpg"))[:5]
+    f = tmp_path / "ids.txt"
+    f.write_text("\n".join([ids[0], ids[3], "ghost"]) + "\n")
+    fg_items, fg_q, _ = scan_foregrounds(ForegroundPool(name="e", kind="image_mask", images=ECSSD / "images", masks=ECSSD / "masks", ids=f))
+    assert sorted(i.fg_id for i in fg_items) == [f"e/{ids[0]}", f"e/{ids[3]}"]
+    assert [(q.item_id, q.reason) for q in fg_q] == [("e/ghost", "id listed in the ids file has no file")]
+    bg_items, _ = scan_backgrounds(BackgroundPool(name="b", kind="folder", images=ECSSD / "images", ids=f))
+    assert sorted(i.bg_id for i in bg_items) == [f"b/{ids[0]}", f"b/{ids[3]}"]
