@@ -80,7 +80,8 @@ def evaluate(model: LiftNet, x: np.ndarray, a: np.ndarray, h: np.ndarray, batch:
     with torch.no_grad():
         for i in range(0, len(x), batch):
             mk, c = model(to_tensor(x[i:i + batch]))
-            ls = losses(mk, c, torch.from_numpy(a[i:i + batch]).float().unsqueeze(1) / 255, torch.from_numpy(h[i:i + batch]).float())
+            ls = losses(mk, c, torch.tensor(a[i:i + batch], dtype=torch.float32).unsqueeze(1) / 255,
+                        torch.tensor(h[i:i + batch], dtype=torch.float32))
             for k in tot:
                 tot[k] += float(ls[k]) * len(x[i:i + batch])
     model.train()
@@ -162,7 +163,7 @@ def main() -> None:
             step += 1
             n += 1
             for k in run:
-                run[k] += float(ls[k])
+                run[k] += float(ls[k].detach())
         if n:
             epoch += 1
             val = evaluate(model, xv, av, hv)
