@@ -1,1 +1,3 @@
-"""liftlab fairness: composition audits of datasets (and, with its own issue, per-group reports)."""
+"""liftlab fairness: per-group quality, gate parity and calibration of evalhub runs, with disparities,
+flags and model-card reports (:mod:`fairness.report`), gap comparisons between releases
+(:mod:`fairness.compare`) and composition audits of datasets (:mod:`fairness.audit`)."""
