@@ -74,13 +74,14 @@ def _show_single(item: dict, rgb: np.ndarray, alpha: np.ndarray) -> None:
     cols = st.columns(len(PLAIN_BACKGROUNDS))
     for col, (name, colour) in zip(cols, PLAIN_BACKGROUNDS.items()):
         col.image(composite(rgb, alpha, colour), caption=f"on {name}", width="stretch")
-    opacity = st.slider("Mask overlay opacity", 0.0, 1.0, 0.5, 0.05, key="opacity")
-    st.image(overlay(rgb, alpha, opacity), caption="mask overlay", width="stretch")
+    left, right = st.columns(2)
+    opacity = left.slider("Mask overlay opacity", 0.0, 1.0, 0.5, 0.05, key="opacity")
+    left.image(overlay(rgb, alpha, opacity), caption="mask overlay", width="stretch")
     crops = zoomed_crops(rgb, alpha)
     if crops:
-        st.caption("Most uncertain parts of the boundary (zoomed)")
-        for col, crop in zip(st.columns(len(crops)), crops):
-            col.image(crop, width="stretch")
+        right.caption("Most uncertain parts of the boundary (zoomed)")
+        for crop in crops:
+            right.image(crop, width="stretch")
 
 
 def _single_form(item: dict) -> dict | None:
