@@ -22,7 +22,7 @@ from tests.conftest import ECSSD
 
 ROOT = Path(__file__).resolve().parents[1]
 RELEASES = ROOT / "examples" / "releases"
-NAMES = ("liftnet-full", "liftnet-naive")
+NAMES = ("liftnet-full", "liftnet-naive", "liftnet-edges")
 TEST_IDS = (ROOT / "examples" / "splits" / "ecssd-test.txt").read_text().split()[:4]
 runner = CliRunner()
 
@@ -100,7 +100,7 @@ def test_test_split_is_disjoint_from_training():
     splits = {s: set((ROOT / "examples" / "splits" / f"ecssd-{s}.txt").read_text().split()) for s in ("train", "val", "test")}
     assert not (splits["train"] & splits["test"]) and not (splits["train"] & splits["val"]) and not (splits["val"] & splits["test"])
     assert sum(len(v) for v in splits.values()) == len(list((ECSSD / "images").glob("*.jpg")))
-    for name in ("ecssd-train-full", "ecssd-train-naive"):
+    for name in ("ecssd-train-full", "ecssd-train-naive", "ecssd-train-edges"):
         doc = yaml.safe_load((ROOT / "examples" / "recipes" / f"{name}.yaml").read_text())
         for pool in doc["sources"]["foregrounds"] + doc["sources"]["backgrounds"]:
             assert pool["ids"] == "../splits/ecssd-train.txt"

@@ -7,9 +7,11 @@ Runs, with a catalog of its own (``OUT/liftlab.db``):
 
 - ``evalhub import-dataset``: the ECSSD test split (examples/splits/ecssd-test.txt, 208 photos never
   composited into either training set) and all of CCP (1,004 photos of people: a domain shift);
-- ``evalhub release add --onnx``: examples/releases/liftnet-naive and liftnet-full;
+- ``evalhub release add --onnx``: examples/releases/liftnet-naive, liftnet-edges (the full recipe
+  without harmonization: the ablation) and liftnet-full;
   ``evalhub release baseline --method ellipse``: the centre-ellipse prior, a predictions folder;
-- ``evalhub score`` of the three on both sets, and ``evalhub compare`` naive -> full on each.
+- ``evalhub score`` of all four on both sets, and ``evalhub compare`` naive -> edges, naive -> full
+  and edges -> full on each.
 
 The table gives means with seeded 95 % bootstrap CIs (2,000 resamples of images): IoU, boundary F1
 and Boundary IoU over images with a subject; ECE (15 equal-width bins) and AURC of the gate over
@@ -31,6 +33,9 @@ sys.path.insert(0, str(ROOT / "examples"))
 from loop import BIN, DATA, RELEASES, sh  # noqa: E402
 
 from evalhub.calibration import aurc, ece  # noqa: E402
+
+RELEASE_NAMES = ("liftnet-naive", "liftnet-edges", "liftnet-full")
+"""naive recipe; full recipe without harmonization (the ablation); full recipe."""
 from evalhub.stats import bootstrap_statistic  # noqa: E402
 
 
@@ -72,19 +77,20 @@ def main() -> None:
        "--ids", ROOT / "examples" / "splits" / "ecssd-test.txt", *DB)
     sh(BIN / "evalhub", "import-dataset", "ccp", "--images", DATA / "ccp" / "images", "--masks", DATA / "ccp" / "masks",
        "--metadata", DATA / "ccp" / "metadata.csv", *DB)
-    for name in ("liftnet-naive", "liftnet-full"):
+    for name in RELEASE_NAMES:
         sh(BIN / "evalhub", "release", "add", name, "--onnx", RELEASES / name / "model.onnx", "--manifest", RELEASES / name / "release.yaml", *DB)
     runs: dict[str, tuple[str, str]] = {}
     for dataset in ("ecssd-test", "ccp"):
         sh(BIN / "evalhub", "release", "baseline", f"ellipse-{dataset}", "--dataset", dataset, "--method", "ellipse",
            "--out", out / "preds" / f"ellipse-{dataset}", *W, *DB)
-        for release in (f"ellipse-{dataset}", "liftnet-naive", "liftnet-full"):
+        for release in (f"ellipse-{dataset}", *RELEASE_NAMES):
             run = f"{release.split('-')[0] if release.startswith('ellipse') else release}-{dataset}"
             sh(BIN / "evalhub", "score", "--release", release, "--dataset", dataset, "--out", out / "runs" / run, "--no-progress", *W, *DB)
             runs[run] = (release.split("-")[0] if release.startswith("ellipse") else release, dataset)
-        text = sh(BIN / "evalhub", "compare", out / "runs" / f"liftnet-naive-{dataset}", out / "runs" / f"liftnet-full-{dataset}")
-        (out / f"compare-{dataset}.txt").write_text(text)
-        print(text)
+        for a, b in (("naive", "edges"), ("naive", "full"), ("edges", "full")):
+            text = sh(BIN / "evalhub", "compare", out / "runs" / f"liftnet-{a}-{dataset}", out / "runs" / f"liftnet-{b}-{dataset}")
+            (out / f"compare-{a}-{b}-{dataset}.txt").write_text(text)
+            print(text)
     md = markdown(table_rows(out, runs))
     (out / "table.md").write_text(md + "\n")
     print(md)
