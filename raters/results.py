@@ -57,7 +57,7 @@ def progress_table(engine: Engine, campaign: str) -> dict[str, Any]:
         k = c.raters_per_item
     df = pd.DataFrame(rows, columns=["rater", "done", "item", "is_gold"])
     per = df.groupby("rater")["done"].agg(["sum", "count"]).reset_index()
-    reg = df[~df["is_gold"]].groupby("item")["done"].sum()
+    reg = df[~df["is_gold"].astype(bool)].groupby("item")["done"].sum()
     return {
         "campaign": campaign,
         "raters": [{"rater": r.rater, "done": int(r.sum), "total": int(r.count), "share": r.sum / r.count if r.count else 0.0}
