@@ -33,7 +33,7 @@ ANSWER = {"overall": 4, "edge": 3, "completeness": "whole", "background_leak": "
 def run(url: str, n_raters: int, per_rater: int, tmp: Path) -> dict:
     from raters import service as S
     from raters.campaigns import create_campaign
-    from tests.raters_helpers import add_raters, scored_catalog
+    from tests.helpers import add_raters, scored_catalog
 
     total = n_raters * per_rater
     n_items = min(200, total)

@@ -139,10 +139,13 @@ class Replicates:
     """Point values and stratified bootstrap replicates of every group metric for one grouping.
 
     ``point[m]``: ``(G,)``; ``reps[m]``: ``(G, B)``; ``overall_point[m]``: float;
-    ``overall_reps[m]``: ``(B,)``; ``den[m]``: ``(G,)`` denominators (images counted). ``num`` and
-    ``den_reps`` keep the replicate sums of the ratio metrics and ``bins`` the per-bin ECE residual
-    sums ``(G, B, n_bins)`` for the bootstrap test. Groups are ``values`` (sorted as text),
-    ``members[g]`` the row positions of group g in ``table`` (the rows with a group).
+    ``overall_reps[m]``: ``(B,)``; ``den[m]``: ``(G,)`` denominators (images counted). ``num_reps``
+    and ``den_reps`` keep the replicate sums of the ratio metrics and ``bin_reps`` the per-bin ECE
+    residual sums ``(G, B, n_bins)`` for the bootstrap test. Groups are ``values`` (sorted as text),
+    ``members[g]`` the row positions of group g in ``table`` (the rows with a group), ``group_of``
+    ``(N,)`` the group index of each row. The per-row inputs the tests reuse: ``arrays``
+    (:func:`metric_arrays`), ``row_bins`` (ECE bin of each confidence) and ``resid`` (confidence -
+    acceptable).
     """
 
     table: pd.DataFrame
@@ -155,8 +158,12 @@ class Replicates:
     den: dict[str, np.ndarray]
     num_reps: dict[str, np.ndarray]
     den_reps: dict[str, np.ndarray]
-    bins: np.ndarray
+    bin_reps: np.ndarray
     n_missing: int
+    group_of: np.ndarray
+    arrays: dict[str, tuple[np.ndarray, np.ndarray]]
+    row_bins: np.ndarray
+    resid: np.ndarray
 
 
 def group_replicates(df: pd.DataFrame, spec: str, settings: GroupSettings = GroupSettings(), labels: pd.Series | None = None) -> Replicates:
@@ -209,8 +216,11 @@ def group_replicates(df: pd.DataFrame, spec: str, settings: GroupSettings = Grou
     den["ece"] = sizes
     overall_point["ece"] = float(np.abs(point_bins.sum(axis=0)).sum() / n) if n else float("nan")
     overall_reps["ece"] = np.abs(rep_bins.sum(axis=0)).sum(axis=1) / max(n, 1)
+    group_of = np.full(n, -1)
+    for gi, rows in enumerate(members):
+        group_of[rows] = gi
     return Replicates(sub, values, members, point, reps, overall_point, overall_reps, den, num_reps, den_reps, rep_bins,
-                      int((~known).sum()))
+                      int((~known).sum()), group_of, arrays, bins, resid)
 
 
 def group_table(df: pd.DataFrame, spec: str, settings: GroupSettings = GroupSettings(), test: str = "permutation",
@@ -297,14 +307,6 @@ def _tests(test: str, spec: str, r: Replicates, ok: np.ndarray, settings: GroupS
     tested_all = np.flatnonzero(ok)
     if tested_all.size < 2:
         return []
-    n = len(r.table)
-    arrays = metric_arrays(r.table)
-    conf = r.table["confidence"].to_numpy(np.float64)
-    resid = conf - r.table["acceptable"].to_numpy(np.float64)
-    bins = bin_ids(conf, settings.n_bins)
-    lab_idx = np.full(n, -1)
-    for gi, rows in enumerate(r.members):
-        lab_idx[rows] = gi
     rng = np.random.default_rng(slice_seed(settings.seed, "test", spec))
     out = []
     for m in GROUP_METRICS:
@@ -313,9 +315,9 @@ def _tests(test: str, spec: str, r: Replicates, ok: np.ndarray, settings: GroupS
             p = np.nan_to_num(r.point[m], nan=-np.inf if HIGHER_IS_BETTER[m] else np.inf)
             tested = np.array([int(np.argmin(p) if HIGHER_IS_BETTER[m] else np.argmax(p))])
         if test == "bootstrap":
-            stats, pvals = _bootstrap_test(m, tested, r, lab_idx, arrays, bins, resid, settings.n_bins)
+            stats, pvals = _bootstrap_test(m, tested, r, settings.n_bins)
         else:
-            stats, pvals = _permutation_test(m, tested, lab_idx, arrays, bins, resid, settings.n_bins, n_perm, rng)
+            stats, pvals = _permutation_test(m, tested, r.group_of, r.arrays, r.row_bins, r.resid, settings.n_bins, n_perm, rng)
         for gi, s_, p in zip(tested, stats, pvals):
             out.append({"group": r.values[gi], "metric": m, "statistic": float(s_), "p": float(p)})
     return out
@@ -370,21 +372,21 @@ def _permutation_test(m, tested, lab_idx, arrays, bins, resid, n_bins, n_perm, r
     return np.array(stats), np.array(pvals)
 
 
-def _bootstrap_test(m, tested, r: Replicates, lab_idx, arrays, bins, resid, n_bins) -> tuple[np.ndarray, np.ndarray]:
+def _bootstrap_test(m, tested, r: Replicates, n_bins: int) -> tuple[np.ndarray, np.ndarray]:
     """Group - rest from the stratified bootstrap replicates, p-value from the replicates shifted to
     the null (:func:`evalhub.stats.shifted_p_value`)."""
-    n = lab_idx.size
+    n = r.group_of.size
     stats, pvals = [], []
     for gi in tested:
         k = r.members[gi].size
         if m == "ece":
-            rest = r.bins.sum(axis=0) - r.bins[gi]
-            reps = np.abs(r.bins[gi]).sum(axis=1) / k - np.abs(rest).sum(axis=1) / max(n - k, 1)
+            rest = r.bin_reps.sum(axis=0) - r.bin_reps[gi]
+            reps = np.abs(r.bin_reps[gi]).sum(axis=1) / k - np.abs(rest).sum(axis=1) / max(n - k, 1)
         else:
             rest_num = r.num_reps[m].sum(axis=0) - r.num_reps[m][gi]
             rest_den = r.den_reps[m].sum(axis=0) - r.den_reps[m][gi]
             reps = _ratio(r.num_reps[m][gi], r.den_reps[m][gi]) - _ratio(rest_num, rest_den)
-        obs = _observed(m, lab_idx == gi, arrays, bins, resid, n_bins)
+        obs = _observed(m, r.group_of == gi, r.arrays, r.row_bins, r.resid, n_bins)
         stats.append(obs)
         finite = reps[np.isfinite(reps)]
         pvals.append(shifted_p_value(finite, obs) if np.isfinite(obs) and finite.size else np.nan)

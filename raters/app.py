@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import time
 
-import cv2
 import numpy as np
 import pandas as pd
 import streamlit as st
@@ -37,8 +36,13 @@ def engine():
 
 
 def _read_rgb(path: str) -> np.ndarray | None:
-    img = cv2.imread(path, cv2.IMREAD_COLOR)
-    return None if img is None else cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    """The photo as RGB (:func:`synth.io.read_rgb`: EXIF orientation, CMYK, 16-bit), None when unreadable."""
+    from synth.io import BadInput, read_rgb
+
+    try:
+        return read_rgb(path)
+    except BadInput:
+        return None
 
 
 def _read_alpha(path: str) -> np.ndarray | None:

@@ -34,10 +34,13 @@ MISMATCH_LOW_IOU, MISMATCH_HIGH_RATING = 0.7, 4.0
 
 
 def _campaign(s, name: str) -> Campaign:
-    c = s.scalar(select(Campaign).where(Campaign.name == name))
-    if c is None:
-        raise NotFound(f"no campaign named {name!r} (known: {sorted(s.scalars(select(Campaign.name)))})")
-    return c
+    """The campaign named ``name`` (:func:`db.catalog._by_name`), as :class:`NotFound` when absent."""
+    from db.catalog import _by_name
+
+    try:
+        return _by_name(s, Campaign, name, "campaign")
+    except KeyError as exc:
+        raise NotFound(exc.args[0]) from None
 
 
 def progress_table(engine: Engine, campaign: str) -> dict[str, Any]:

@@ -399,15 +399,18 @@ def my_ratings(engine: Engine, token: str | None) -> list[dict[str, Any]]:
     return _ratings_of(engine, p.id)
 
 
+_RATING_VIEW = (
+    select(Rating, Campaign, Sample.sample_key)
+    .join(CampaignItem, CampaignItem.id == Rating.item_id)
+    .join(Campaign, Campaign.id == CampaignItem.campaign_id)
+    .join(Sample, Sample.id == CampaignItem.sample_id)
+)
+"""A rating with its campaign and photo id, as :func:`_rating_dict` shows it."""
+
+
 def _ratings_of(engine: Engine, rater_id: int) -> list[dict[str, Any]]:
     with session_scope(engine) as s:
-        rows = s.execute(
-            select(Rating, Campaign, Sample.sample_key)
-            .join(CampaignItem, CampaignItem.id == Rating.item_id)
-            .join(Campaign, Campaign.id == CampaignItem.campaign_id)
-            .join(Sample, Sample.id == CampaignItem.sample_id)
-            .where(Rating.rater_id == rater_id).order_by(Rating.id.desc())
-        ).all()
+        rows = s.execute(_RATING_VIEW.where(Rating.rater_id == rater_id).order_by(Rating.id.desc())).all()
         return [_rating_dict(r, c, k) for r, c, k in rows]
 
 
@@ -420,13 +423,7 @@ def get_rating(engine: Engine, token: str | None, rating_id: int) -> dict[str, A
     """
     p = authenticate(engine, token)
     with session_scope(engine) as s:
-        row = s.execute(
-            select(Rating, Campaign, Sample.sample_key)
-            .join(CampaignItem, CampaignItem.id == Rating.item_id)
-            .join(Campaign, Campaign.id == CampaignItem.campaign_id)
-            .join(Sample, Sample.id == CampaignItem.sample_id)
-            .where(Rating.id == rating_id)
-        ).first()
+        row = s.execute(_RATING_VIEW.where(Rating.id == rating_id)).first()
         if row is None:
             raise NotFound(f"rating {rating_id} does not exist")
         if row[0].rater_id != p.id and not p.is_admin:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -22,13 +21,10 @@ from evalhub.compare import compare_runs
 from evalhub.datasets import import_dataset, read_mask, thin_fraction
 from evalhub.scoring import ScoreError, score
 from tests.conftest import ECSSD
+from tests.helpers import ecssd_ids, write_predictions
 
 N = 40
 runner = CliRunner()
-
-
-def ecssd_ids(n=N):
-    return sorted(p.stem for p in (ECSSD / "images").glob("*.jpg"))[:n]
 
 
 @pytest.fixture
@@ -44,24 +40,9 @@ def ecssd(engine):
     return "ecssd40"
 
 
-def write_predictions(folder: Path, ids, transform=None, conf=None, scale=1.0) -> Path:
-    """GT masks (optionally transformed and rescaled) as a predictions folder."""
-    (folder / "masks").mkdir(parents=True, exist_ok=True)
-    rows = ["sample_id,confidence"]
-    for i, k in enumerate(ids):
-        m = cv2.imread(str(ECSSD / "masks" / f"{k}.png"), cv2.IMREAD_GRAYSCALE)
-        if transform is not None:
-            m = transform(m)
-        if scale != 1.0:
-            m = cv2.resize(m, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
-        cv2.imwrite(str(folder / "masks" / f"{k}.png"), m)
-        rows.append(f"{k},{conf(i) if conf else 0.9}")
-    (folder / "confidences.csv").write_text("\n".join(rows) + "\n")
-    return folder
-
-
 def erode(k):
-    return lambda m: cv2.erode(m, np.ones((k, k), np.uint8))
+    """A ``write_predictions`` transform: erosion by a k x k square."""
+    return lambda m, _key: cv2.erode(m, np.ones((k, k), np.uint8))
 
 
 def test_import_derives_attributes_and_provenance(engine, tmp_path):
@@ -121,7 +102,7 @@ def test_scores_equal_direct_metrics_and_land_in_the_catalog(catalog_url, tmp_pa
     try:
         import_dataset(engine, "e20", ECSSD / "images", ECSSD / "masks", limit=20)
         ids = ecssd_ids(20)
-        write_predictions(tmp_path / "p", ids, transform=lambda m: cv2.GaussianBlur(erode(9)(m), (0, 0), 2.5))
+        write_predictions(tmp_path / "p", ids, transform=lambda m, key: cv2.GaussianBlur(erode(9)(m, key), (0, 0), 2.5))
         register_release(engine, "blurry", "predictions", str(tmp_path / "p"), threshold=0.5)
         res = score(engine, "blurry", "e20", tmp_path / "run", progress=False, workers=1, min_n=5)
         row = res.table.set_index("sample_key").loc[ids[3]]

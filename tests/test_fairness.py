@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 
-import cv2
 import numpy as np
 import pandas as pd
 import pytest
@@ -20,6 +19,7 @@ from fairness.cli import app
 from fairness.flags import FlagRules, quality_flags, significance_flags
 from fairness.groups import GROUP_METRICS, GroupSettings, group_table
 from tests.conftest import CCP, ECSSD
+from tests.helpers import ecssd_ids, erode_px, write_predictions
 
 runner = CliRunner()
 
@@ -271,20 +271,10 @@ def test_representation_and_recipe_targets_by_hand():
 N_CCP = 120
 
 
-def _eroded_predictions(folder, root, ids, amount):
+def _eroded(folder, root, ids, amount):
     """Ground truth eroded by ``amount(id)`` px (a stand-in release with known per-group quality),
     confidence 1 - amount / 30."""
-    (folder / "masks").mkdir(parents=True, exist_ok=True)
-    rows = ["sample_id,confidence"]
-    for k in ids:
-        m = cv2.imread(str(root / "masks" / f"{k}.png"), cv2.IMREAD_GRAYSCALE)
-        a = amount(k)
-        if a:
-            m = cv2.erode(m, np.ones((2 * a + 1, 2 * a + 1), np.uint8))
-        cv2.imwrite(str(folder / "masks" / f"{k}.png"), m)
-        rows.append(f"{k},{1 - a / 30:.4f}")
-    (folder / "confidences.csv").write_text("\n".join(rows) + "\n")
-    return folder
+    return write_predictions(folder, ids, lambda m, k: erode_px(m, amount(k)), lambda i: round(1 - amount(ids[i]) / 30, 4), root=root)
 
 
 @pytest.fixture(scope="module")
@@ -300,7 +290,7 @@ def ccp_runs(tmp_path_factory):
                                     "--metadata", str(CCP / "metadata.csv"), "--limit", str(N_CCP), "--database-url", url])
     assert r.exit_code == 0, r.output
     for name, amount in (("A", lambda k: 12 if garment[k] == "trousers" else 2), ("B", lambda k: 2)):
-        _eroded_predictions(tmp / f"pred{name}", CCP, ids, amount)
+        _eroded(tmp / f"pred{name}", CCP, ids, amount)
         r = runner.invoke(evalhub_app, ["release", "add", f"rel{name}", "--predictions", str(tmp / f"pred{name}"), "--database-url", url])
         assert r.exit_code == 0, r.output
         r = runner.invoke(evalhub_app, ["score", "--release", f"rel{name}", "--dataset", "ccp", "--out", str(tmp / f"run{name}"),
@@ -377,7 +367,7 @@ def test_report_with_constructed_demographics_on_ecssd(tmp_path):
     """Demographic attributes from a metadata table built here, values known by hand: the first 36
     ECSSD photos are 'monk 1-4' (self-reported), the next 24 'monk 8-10'; age group is estimated."""
     url = f"sqlite:///{tmp_path / 'catalog.db'}"
-    ids = sorted(p.stem for p in (ECSSD / "images").glob("*.jpg"))[:60]
+    ids = ecssd_ids(60)
     tone = {k: ("monk 1-4" if i < 36 else "monk 8-10") for i, k in enumerate(ids)}
     age = {k: ("18-40" if i % 2 else "41+") for i, k in enumerate(ids)}
     meta = tmp_path / "meta.csv"
@@ -388,7 +378,7 @@ def test_report_with_constructed_demographics_on_ecssd(tmp_path):
 
     import_dataset(engine, "ecssd60", ECSSD / "images", ECSSD / "masks", metadata=meta,
                    provenance={"skin_tone": "self-reported", "age_group": "estimated"}, limit=60)
-    _eroded_predictions(tmp_path / "pred", ECSSD, ids, lambda k: 0 if tone[k] == "monk 1-4" else 10)
+    _eroded(tmp_path / "pred", ECSSD, ids, lambda k: 0 if tone[k] == "monk 1-4" else 10)
     r = runner.invoke(evalhub_app, ["release", "add", "rel", "--predictions", str(tmp_path / "pred"), "--database-url", url])
     assert r.exit_code == 0, r.output
     score(engine, "rel", "ecssd60", tmp_path / "run", workers=1, n_boot=100, progress=False)

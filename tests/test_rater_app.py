@@ -11,7 +11,7 @@ from sqlalchemy import select
 from db.engine import session_scope
 from db.models import Assignment, Campaign, CampaignItem, Rating
 from raters.campaigns import create_campaign
-from tests.raters_helpers import add_raters, scored_catalog
+from tests.helpers import add_raters, scored_catalog
 
 APP = Path(__file__).resolve().parents[1] / "raters" / "app.py"
 

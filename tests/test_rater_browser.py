@@ -18,7 +18,7 @@ from sqlalchemy import select
 from db.engine import session_scope
 from db.models import Rating
 from raters.campaigns import create_campaign
-from tests.raters_helpers import add_raters, scored_catalog
+from tests.helpers import add_raters, scored_catalog
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

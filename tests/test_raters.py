@@ -29,7 +29,7 @@ from raters.results import (
     reliability_matrix,
     time_outliers,
 )
-from tests.raters_helpers import add_raters, scored_catalog
+from tests.helpers import add_raters, scored_catalog
 
 runner = CliRunner()
 SINGLE = {"overall": 4, "edge": 3, "completeness": "whole", "background_leak": "none", "artifacts": [], "would_use": True}

@@ -1,4 +1,5 @@
-"""Shared set-up of the rater tests: a catalog with real ECSSD photos scored by two releases."""
+"""Shared test set-up: real ECSSD ids, prediction folders made from ground truth, and a catalog with
+real ECSSD photos scored by two releases and raters on it."""
 
 from __future__ import annotations
 
@@ -17,24 +18,30 @@ BROKEN = 6
 """The first BROKEN photos get an empty prediction from release 'good' (IoU 0: gold 'broken')."""
 
 
-def ecssd_ids(n: int) -> list[str]:
+def ecssd_ids(n: int = 40) -> list[str]:
+    """The first ``n`` ECSSD photo ids, sorted."""
     return sorted(p.stem for p in (ECSSD / "images").glob("*.jpg"))[:n]
 
 
-def write_release(folder: Path, ids: list[str], erode_px, broken: int = 0) -> Path:
-    """Ground truth eroded by ``erode_px(i)`` px for the i-th id (the first ``broken`` ids empty) with
-    confidences that cycle through 0.2-0.95, so some sit near the 0.5 threshold."""
+def erode_px(mask: np.ndarray, px: int) -> np.ndarray:
+    """``mask`` eroded by ``px`` pixels (a (2 px + 1) square); unchanged for px = 0."""
+    return cv2.erode(mask, np.ones((2 * px + 1, 2 * px + 1), np.uint8)) if px else mask
+
+
+def write_predictions(folder: Path, ids, transform=None, conf=None, scale: float = 1.0, root: Path = ECSSD) -> Path:
+    """A predictions folder made from the ground-truth masks of ``root``: ``masks/<id>.png`` (each
+    mask through ``transform(mask, id)`` and rescaled by ``scale``) and ``confidences.csv``
+    (``conf(i)`` for the i-th id, default 0.9)."""
     (folder / "masks").mkdir(parents=True, exist_ok=True)
     rows = ["sample_id,confidence"]
     for i, k in enumerate(ids):
-        m = cv2.imread(str(ECSSD / "masks" / f"{k}.png"), cv2.IMREAD_GRAYSCALE)
-        if i < broken:
-            m = np.zeros_like(m)
-        elif erode_px(i):
-            px = erode_px(i)
-            m = cv2.erode(m, np.ones((2 * px + 1, 2 * px + 1), np.uint8))
+        m = cv2.imread(str(root / "masks" / f"{k}.png"), cv2.IMREAD_GRAYSCALE)
+        if transform is not None:
+            m = transform(m, k)
+        if scale != 1.0:
+            m = cv2.resize(m, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
         cv2.imwrite(str(folder / "masks" / f"{k}.png"), m)
-        rows.append(f"{k},{0.2 + 0.75 * ((i * 7) % 16) / 15:.4f}")
+        rows.append(f"{k},{conf(i) if conf else 0.9}")
     (folder / "confidences.csv").write_text("\n".join(rows) + "\n")
     return folder
 
@@ -49,8 +56,12 @@ def scored_catalog(url: str, tmp: Path, n: int = 40) -> dict:
     import_dataset(engine, "ecssd", ECSSD / "images", ECSSD / "masks", limit=n)
     ids = ecssd_ids(n)
     runs = {}
-    for name, px, broken in (("good", lambda i: i % 4, BROKEN), ("eroded", lambda i: 6, 0)):
-        folder = write_release(tmp / f"pred-{name}", ids, px, broken)
+    pos = {k: i for i, k in enumerate(ids)}
+    # confidences cycle through 0.2-0.95, so some sit near the 0.5 threshold
+    conf = lambda i: round(0.2 + 0.75 * ((i * 7) % 16) / 15, 4)  # noqa: E731
+    good = lambda m, k: np.zeros_like(m) if pos[k] < BROKEN else erode_px(m, pos[k] % 4)  # noqa: E731
+    for name, transform in (("good", good), ("eroded", lambda m, k: erode_px(m, 6))):
+        folder = write_predictions(tmp / f"pred-{name}", ids, transform, conf)
         register_release(engine, name, "predictions", str(folder), 0.5, {"confidences": True})
         runs[name] = score(engine, name, "ecssd", tmp / f"run-{name}", workers=1, n_boot=50, progress=False).out
     return {"engine": engine, "ids": ids, "runs": runs}
