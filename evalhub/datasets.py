@@ -3,60 +3,19 @@ mask-derived slice attributes."""
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 from synth.io import BadInput, open_image, read_gray
-from synth.sources import IMAGE_EXTS, mask_attributes, read_metadata
+from synth.sources import COMPOSITE_DERIVED as DERIVED  # one definition for real and synthetic sets
+from synth.sources import IMAGE_EXTS, derived_attributes, read_metadata, thin_fraction  # noqa: F401
 
 GT_THRESHOLD = 127
 """A ground-truth mask is foreground where its 8-bit value is > 127."""
-THIN_RADIUS_FRACTION = 0.01
-THIN_SHARE = 0.05
-DERIVED = ("area_fraction", "area_bucket", "n_components", "touches_border", "thin_structures")
-
-
-def thin_fraction(mask: np.ndarray) -> float:
-    """Share of a subject made of thin structures: the part an opening removes.
-
-    ``1 - |open(M, disk r)| / |M|`` with ``r = max(1, round(0.01 * diagonal))`` pixels, so parts
-    narrower than about ``2r`` (legs, hair strands, antennae, branches) are what is lost. 0 for an
-    empty mask.
-
-    Args:
-        mask: ``(H, W)`` bool.
-
-    Returns:
-        A float in [0, 1].
-    """
-    n = int(mask.sum())
-    if n == 0:
-        return 0.0
-    r = max(1, int(round(THIN_RADIUS_FRACTION * math.hypot(*mask.shape[:2]))))
-    k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
-    opened = cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_OPEN, k)
-    return 1.0 - int(cv2.countNonZero(opened)) / n
-
-
-def derived_attributes(mask: np.ndarray) -> dict[str, Any]:
-    """Slice attributes computed from a ground-truth mask.
-
-    ``area_fraction``, ``area_bucket``, ``n_components``, ``touches_border`` (see
-    :func:`synth.sources.mask_attributes`) and ``thin_structures`` (True when
-    :func:`thin_fraction` >= 0.05). An empty mask (a negative) gets None for every attribute, so
-    negatives never land in a subject-shape slice.
-    """
-    if not mask.any():
-        return {k: None for k in DERIVED}
-    out = mask_attributes(mask)
-    out["thin_structures"] = thin_fraction(mask) >= THIN_SHARE
-    return out
 
 
 def read_mask(path: str | Path) -> np.ndarray:

@@ -20,7 +20,7 @@ from synth.prepare import default_cache_dir, load_background, load_foreground
 from synth.recipe import Recipe, load_recipe
 from synth.render import OUTPUT_DIRS, PARTS_DIR, BuildContext, part_path, render_sample
 from synth.sources import QuarantineEntry, scan_backgrounds, scan_foregrounds
-from synth.writers import write_coco, write_lock, write_manifest, write_report, write_webdataset
+from synth.writers import write_coco, write_contact_sheet, write_lock, write_manifest, write_report, write_webdataset
 
 MARKERS = ("manifest.parquet", "recipe.lock.yaml", PARTS_DIR)
 
@@ -44,7 +44,7 @@ def _prep_fg(ctx: BuildContext, fg_id: str) -> tuple[str, bool]:
 
 @register("prep_bg")
 def _prep_bg(ctx: BuildContext, bg_id: str) -> tuple[str, bool]:
-    _, hit = load_background(ctx.bgs[bg_id], ctx.cache_dir)
+    _, _, hit = load_background(ctx.bgs[bg_id], ctx.cache_dir)
     return bg_id, hit
 
 
@@ -62,7 +62,7 @@ def _prepare_out_dir(out_dir: Path, resume: bool, overwrite: bool) -> None:
             return
         if overwrite and is_build:
             for name in list(MARKERS) + [d for d, _ in OUTPUT_DIRS.values()] + [
-                "build_report.json", "build_report.md", "quarantine.json", "coco.json", "shards"
+                "build_report.json", "build_report.md", "quarantine.json", "coco.json", "shards", "contact_sheet.png"
             ]:
                 p = out_dir / name
                 if p.is_dir():
@@ -138,7 +138,7 @@ def build(
         quarantine += q
         provenance.update(prov)
     for pool in recipe.sources.backgrounds:
-        items, q = scan_backgrounds(pool)
+        items, q = scan_backgrounds(pool, tuple(recipe.output.size))
         bgs += items
         quarantine += q
     timings["scan"] = time.perf_counter() - t
@@ -170,8 +170,8 @@ def build(
 
     # 3. prepare what the plan uses, once per input
     t = time.perf_counter()
-    used_fg = sorted({f for s in plan.specs for f in s.fg_ids})
-    used_bg = sorted({s.bg_id for s in plan.specs} | {s.params["occluder_bg_id"] for s in plan.specs if s.params.get("occluded")})
+    used_fg = sorted({f for s in plan.specs for f in s.fg_ids} | {s.params["occluder_fg_id"] for s in plan.specs if "occluder_fg_id" in s.params})
+    used_bg = sorted({s.bg_id for s in plan.specs} | {s.params["occluder_bg_id"] for s in plan.specs if "occluder_bg_id" in s.params})
     units = [("prep_fg", c) for c in chunk(used_fg, workers)] + [("prep_bg", c) for c in chunk(used_bg, workers)]
     hits = Counter()
     with tqdm(total=len(used_fg) + len(used_bg), desc="prepare", unit="src", disable=not progress) as bar:
@@ -203,6 +203,7 @@ def build(
     timings["write"] = time.perf_counter() - t
 
     report = _report(recipe, plan, records, quarantine, hits, out_dir)
+    report["contact_sheet"] = write_contact_sheet(out_dir / "contact_sheet.png", out_dir, records)
     dataset_id = None
     if recipe.catalog.enabled:
         t = time.perf_counter()
@@ -227,9 +228,12 @@ def _report(recipe: Recipe, plan, records, quarantine: list[QuarantineEntry], hi
     pos = [r for r in records if r["has_subject"]]
     achieved = Counter(cell_of(r["attributes"], plan.columns) for r in pos)
     uses = Counter(f for r in pos for f in r["fg_ids"])
-    before = [r["lab_distance_before"] for r in pos if r["lab_distance_before"] is not None]
-    after = [r["lab_distance_after"] for r in pos if r["lab_distance_after"] is not None]
+    before = [r["light_z_before"] for r in pos if r["light_z_before"] is not None]
+    after = [r["light_z_after"] for r in pos if r["light_z_after"] is not None]
     method = recipe.harmonization.method + ("+light_wrap" if recipe.harmonization.light_wrap.enabled else "")
+    plate_share = {r["bg_id"]: r["bg_inpainted_fraction"] for r in records}
+    crop_share = [r["crop_inpainted_fraction"] for r in records]
+    bounds = [p.max_inpainted_fraction for p in recipe.sources.backgrounds if p.kind == "masked"]
     return {
         "name": recipe.name,
         "out_dir": str(out_dir),
@@ -255,6 +259,12 @@ def _report(recipe: Recipe, plan, records, quarantine: list[QuarantineEntry], hi
                 "mean_before": round(sum(before) / len(before), 4) if before else None,
                 "mean_after": round(sum(after) / len(after), 4) if after else None,
             }
+        },
+        "plates": {
+            "plate_mean": round(sum(plate_share.values()) / len(plate_share), 4) if plate_share else None,
+            "crop_mean": round(sum(crop_share) / len(crop_share), 4) if crop_share else None,
+            "crop_max": round(max(crop_share), 4) if crop_share else None,
+            "bound": max(bounds) if bounds else None,
         },
         "quarantine": {
             "n_bad_input": sum(1 for q in quarantine if q.kind == "bad_input"),

@@ -200,3 +200,48 @@ def occluder_layer(
     box_x = np.clip(np.minimum(xx - (x0 - mx), (x1 + mx) - xx) / sigma + 0.5, 0.0, 1.0)
     occ *= (box_y * box_x).astype(np.float32)
     return Layer(plate.astype(np.float32) * occ[..., None], occ, is_subject=False)
+
+
+def cutout_occluder_layer(
+    fg: np.ndarray, alpha: np.ndarray, subject_alpha: np.ndarray, scale: float, angle_deg: float,
+    coverage: float, direction_deg: float, side: float,
+) -> tuple[Layer, float] | None:
+    """A real cut-out (another subject photo's foreground with its alpha) laid over the subject as an
+    occluder.
+
+    The cut-out's longer side becomes ``scale`` times the subject's longer side (bounding box of
+    ``subject_alpha > 0.5``) and it is rotated by ``angle_deg``. Its centre is moved from the
+    subject's centroid along the direction ``direction_deg`` (flipped when ``side >= 0.5``) by
+    ``t`` half subject-lengths, ``t`` in 0, 0.2, ..., 1.6; the ``t`` whose covered share of the
+    subject alpha is closest to ``coverage`` is kept, so the occluder enters from one side as a real
+    one does.
+
+    Args:
+        fg: ``(h, w, 3)`` float32 colours in [0, 1]; alpha: ``(h, w)`` float32 in [0, 1].
+        subject_alpha: ``(H, W)`` float32 union of the subject layers.
+
+    Returns:
+        ``(layer, achieved_coverage)`` with ``is_subject=False``, or None for an empty subject.
+    """
+    ys, xs = np.nonzero(subject_alpha > 0.5)
+    if ys.size == 0:
+        return None
+    oh, ow = subject_alpha.shape
+    length = float(max(ys.max() - ys.min() + 1, xs.max() - xs.min() + 1))
+    place_scale = scale * length / min(oh, ow)
+    theta = math.radians(direction_deg)
+    n = np.array([math.cos(theta), math.sin(theta)]) * (-1.0 if side >= 0.5 else 1.0)
+    cy, cx = float(ys.mean()), float(xs.mean())
+    total = float(subject_alpha.sum())
+    best_t, best_gap, best_cov = 0.0, np.inf, 0.0
+    a32 = alpha.astype(np.float32)
+    for t in np.arange(0.0, 1.61, 0.2):
+        c = ((cx + t * n[0] * length / 2) / ow, (cy + t * n[1] * length / 2) / oh)
+        m, _ = placement_matrix(a32.shape, (oh, ow), place_scale, angle_deg, c)
+        occ_a = cv2.warpAffine(a32, m, (ow, oh), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        cov = float((np.clip(occ_a, 0, 1) * subject_alpha).sum() / total)
+        if abs(cov - coverage) < best_gap:
+            best_t, best_gap, best_cov = float(t), abs(cov - coverage), cov
+    c = ((cx + best_t * n[0] * length / 2) / ow, (cy + best_t * n[1] * length / 2) / oh)
+    layer = warp_layer(fg, alpha, (oh, ow), place_scale, angle_deg, c)
+    return Layer(layer.premult, layer.alpha, is_subject=False), best_cov

@@ -21,6 +21,7 @@ from synth.sources import BackgroundItem, ForegroundItem
 
 SPLITS = ("train", "val", "test")
 _PURPOSE_CELL_ORDER, _PURPOSE_SHUFFLE = 1, 2
+_PURPOSE_REALISM = 1  # third seed word of a sample's second generator
 
 
 @dataclass
@@ -216,8 +217,11 @@ def _sample_spec(
         p["occlusion_angle_deg"] = float(rng.uniform(0, 360))
         p["occlusion_side"] = float(rng.uniform())
         plate = [b for b in split_bgs if b.bg_id != bg.bg_id and b.photo_key not in used] or [bg]
-        p["occluder_bg_id"] = plate[int(rng.integers(len(plate)))].bg_id
-        p["occluder_offset_x"], p["occluder_offset_y"] = float(rng.uniform()), float(rng.uniform())
+        occluder_bg_id = plate[int(rng.integers(len(plate)))].bg_id
+        occluder_offsets = float(rng.uniform()), float(rng.uniform())
+        if occ.source == "plate":
+            p["occluder_bg_id"] = occluder_bg_id
+            p["occluder_offset_x"], p["occluder_offset_y"] = occluder_offsets
 
     h = recipe.harmonization
     p["harmonization_method"] = h.method
@@ -234,6 +238,7 @@ def _sample_spec(
     lo, hi = aug.jpeg_quality
     p["jpeg_quality"] = int(rng.integers(lo, hi + 1))
     p["noise_seed"] = int(rng.integers(0, 2**62))
+    _realism_params(recipe, index, p, n, bg, fg_ids, fg_by_id, split_fgs)
     return SampleSpec(index=index, sample_id=f"{index:07d}", split=split, fg_ids=fg_ids, bg_id=bg.bg_id, cell=cell, params=p)
 
 
@@ -241,3 +246,40 @@ def split_counts(specs: list[SampleSpec]) -> dict[str, int]:
     """Number of samples per split."""
     c = Counter(s.split for s in specs)
     return {s: c.get(s, 0) for s in SPLITS}
+
+
+def _realism_params(
+    recipe: Recipe, index: int, p: dict[str, Any], n: int, bg: BackgroundItem, fg_ids: list[str],
+    fg_by_id: dict[str, ForegroundItem], split_fgs: list[str],
+) -> None:
+    """Parameters of the plate crop, cut-out occluders and camera effects, drawn from their own
+    generator ``default_rng([seed, index, 1])`` so the draws above (and every older recipe's
+    samples) stay as they were. Only what a recipe turns on is drawn and recorded."""
+    rng = np.random.default_rng([recipe.seed, index, _PURPOSE_REALISM])
+    if bg.clean_crops:
+        p["bg_zoom"] = _uniform(rng, bg.crop_zoom)
+    occ = recipe.occlusion
+    if p.get("occluded") and occ.source == "cutout":
+        used = {fg_by_id[f].photo_key for f in fg_ids}
+        others = [f for f in split_fgs if fg_by_id[f].photo_key not in used]
+        if others:
+            p["occluder_fg_id"] = others[int(rng.integers(len(others)))]
+            p["occluder_scale"] = _uniform(rng, occ.cutout_scale)
+            p["occluder_rotation_deg"] = _uniform(rng, recipe.placement.rotation_deg)
+        else:  # a pool of one photo: nothing else to occlude with
+            p["occluded"] = False
+    cam = recipe.camera
+    h, w = recipe.output.size
+    diag = float(np.hypot(h, w))
+    if cam.defocus.probability > 0:
+        on = rng.uniform() < cam.defocus.probability
+        p["defocus_radius_px"] = _uniform(rng, cam.defocus.radius) * diag if on else 0.0
+    if cam.sensor_noise.probability > 0:
+        on = rng.uniform() < cam.sensor_noise.probability
+        p["sensor_shot"] = _uniform(rng, cam.sensor_noise.shot) if on else 0.0
+        p["sensor_read"] = _uniform(rng, cam.sensor_noise.read) if on else 0.0
+    if cam.shadow.probability > 0 and n > 0:
+        on = rng.uniform() < cam.shadow.probability
+        p["shadow_opacity"] = _uniform(rng, cam.shadow.opacity) if on else 0.0
+        p["shadow_blur"] = _uniform(rng, cam.shadow.blur)
+        p["shadow_offset"] = _uniform(rng, cam.shadow.offset)

@@ -20,7 +20,7 @@ import numpy as np
 from synth.edges import band_radius, estimate_foreground, refine_alpha, tight_bbox, trimap_from_alpha
 from synth.io import atomic_write_bytes, read_gray, read_rgb, read_rgba
 from synth.recipe import Edges
-from synth.sources import BackgroundItem, ForegroundItem
+from synth.sources import BackgroundItem, ForegroundItem, hole_mask
 
 PREP_VERSION = 1
 
@@ -38,7 +38,7 @@ def fg_cache_key(item: ForegroundItem, edges: Edges) -> str:
 
 def bg_cache_key(item: BackgroundItem) -> str:
     """Content key of a prepared background."""
-    doc = {"v": PREP_VERSION, "sha": item.sha256, "kind": item.kind, "dilate": item.dilate_px, "inpaint": item.inpaint}
+    doc = {"v": PREP_VERSION, "bg": 2, "sha": item.sha256, "kind": item.kind, "dilate": item.dilate_px, "inpaint": item.inpaint}
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
 
@@ -93,29 +93,27 @@ def prepare_foreground(item: ForegroundItem, edges: Edges) -> tuple[np.ndarray, 
     return np.ascontiguousarray(f8), np.ascontiguousarray(a8[y0:y1, x0:x1])
 
 
-def prepare_background(item: BackgroundItem) -> np.ndarray:
+def prepare_background(item: BackgroundItem) -> tuple[np.ndarray, np.ndarray | None]:
     """Prepare one background photo.
 
-    ``masked``: the subject mask (> 127) is dilated by a disk of ``dilate_px`` pixels and the region
-    inpainted (Telea 2004, "An Image Inpainting Technique Based on the Fast Marching Method", or
-    Navier-Stokes, Bertalmio et al. 2001; OpenCV ``inpaint``), so the plate holds no second,
-    unlabelled subject.
+    ``masked``: the subject mask (> 127) is dilated by a disk of ``dilate_px`` pixels
+    (:func:`synth.sources.hole_mask`) and that hole inpainted (Telea 2004, "An Image Inpainting
+    Technique Based on the Fast Marching Method", or Navier-Stokes, Bertalmio et al. 2001; OpenCV
+    ``inpaint``), so the plate holds no second, unlabelled subject.
 
     Returns:
-        ``(H, W, 3)`` uint8 RGB.
+        ``(rgb, hole)``: ``(H, W, 3)`` uint8 RGB and the ``(H, W)`` bool inpainted region (None for a
+        ``folder`` photo).
     """
     rgb = read_rgb(item.image)
     if item.kind != "masked":
-        return rgb
-    mask = (read_gray(item.mask) > 127).astype(np.uint8) * 255
-    if item.dilate_px > 0:
-        k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * item.dilate_px + 1, 2 * item.dilate_px + 1))
-        mask = cv2.dilate(mask, k)
-    if not mask.any():
-        return rgb
+        return rgb, None
+    hole = hole_mask(read_gray(item.mask) > 127, item.dilate_px)
+    if not hole.any():
+        return rgb, hole
     flag = cv2.INPAINT_TELEA if item.inpaint == "telea" else cv2.INPAINT_NS
-    bgr = cv2.inpaint(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), mask, 5, flag)
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    bgr = cv2.inpaint(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), hole.astype(np.uint8) * 255, 5, flag)
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), hole
 
 
 def _cache_path(cache_dir: Path, kind: str, key: str) -> Path:
@@ -140,20 +138,23 @@ def load_foreground(item: ForegroundItem, edges: Edges, cache_dir: Path) -> tupl
     return fg, alpha, False
 
 
-def load_background(item: BackgroundItem, cache_dir: Path) -> tuple[np.ndarray, bool]:
+def load_background(item: BackgroundItem, cache_dir: Path) -> tuple[np.ndarray, np.ndarray | None, bool]:
     """Prepared background from the cache (``folder`` photos are read directly, never cached).
+    A masked plate is cached as one lossless PNG whose alpha channel is 255 on the inpainted hole.
 
     Returns:
-        ``(rgb, hit)``: ``(H, W, 3)`` uint8 and whether it came from the cache.
+        ``(rgb, hole, hit)``: ``(H, W, 3)`` uint8, the ``(H, W)`` bool inpainted region (None for a
+        ``folder`` photo) and whether it came from the cache.
     """
     if item.kind != "masked":
-        return read_rgb(item.image), False
+        return read_rgb(item.image), None, False
     path = _cache_path(cache_dir, "bg", bg_cache_key(item))
     if path.is_file():
-        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if bgr is not None:
-            return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), True
-    rgb = prepare_background(item)
-    ok, buf = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 1])
+        bgra = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        if bgra is not None and bgra.ndim == 3 and bgra.shape[2] == 4:
+            return cv2.cvtColor(bgra[..., :3], cv2.COLOR_BGR2RGB), bgra[..., 3] > 127, True
+    rgb, hole = prepare_background(item)
+    bgra = np.dstack([cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), hole.astype(np.uint8) * 255])
+    ok, buf = cv2.imencode(".png", bgra, [cv2.IMWRITE_PNG_COMPRESSION, 1])
     atomic_write_bytes(path, buf.tobytes())
-    return rgb, False
+    return rgb, hole, False

@@ -17,6 +17,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from synth.edges import MATTING_METHODS
 
 
+COMPOSITE_ATTRIBUTES = ("area_fraction", "area_bucket", "n_components", "touches_border", "thin_structures")
+"""Attributes every composite gets from its own written mask (a source photo's are ``source_<name>``)."""
+
+
 class RecipeError(ValueError):
     """A recipe that cannot be used; the message names the file and the field path."""
 
@@ -85,14 +89,27 @@ class BackgroundPool(Strict):
     dilate_px: int = Field(default=15, ge=0, le=200)
     inpaint: Literal["telea", "ns"] = "telea"
     max_subject_fraction: float = Field(default=0.5, gt=0.0, le=1.0)
+    max_inpainted_fraction: Unit = Field(
+        default=1.0, description="largest inpainted share of a sample's crop (masked plates); plates with no such crop are skipped"
+    )
+    crop_zoom: tuple[float, float] = Field(
+        default=(1.0, 1.0), description="crop window size as a fraction of the largest window of the output's aspect"
+    )
     limit: int | None = Field(default=None, ge=1)
     ids: Path | None = Field(default=None, description="text file of ids (file stems), one per line: use only these")
+
+    _zoom = field_validator("crop_zoom")(_range(0.25, 1.0))
 
     @model_validator(mode="after")
     def _masks(self) -> BackgroundPool:
         if self.kind == "masked" and self.masks is None:
             raise ValueError("kind 'masked' needs masks")
         return self
+
+    @property
+    def clean_crops(self) -> bool:
+        """True when crops are chosen by their inpainted share or zoom (else today's cover crop)."""
+        return self.kind == "masked" and (self.max_inpainted_fraction < 1.0 or self.crop_zoom != (1.0, 1.0))
 
 
 class Sources(Strict):
@@ -151,6 +168,17 @@ class Balance(Strict):
     mode: Literal["uniform", "explicit"] = "uniform"
     cells: list[Cell] = Field(default_factory=list)
 
+    @field_validator("columns")
+    @classmethod
+    def _plannable(cls, v: list[str]) -> list[str]:
+        for c in v:
+            if c in COMPOSITE_ATTRIBUTES:
+                raise ValueError(
+                    f"{c!r} is computed from each composite's own mask after rendering and cannot be "
+                    f"balanced; balance the source photo's value with 'source_{c}'"
+                )
+        return v
+
     @model_validator(mode="after")
     def _cells(self) -> Balance:
         if self.mode == "explicit":
@@ -182,9 +210,18 @@ class Placement(Strict):
 
 
 class Occlusion(Strict):
+    """Something in front of the subject. ``source: cutout`` lays another foreground of the pool (a
+    real cut-out with its alpha, from another photo of the same split) over the subject, sized to
+    ``cutout_scale`` of the subject's longer side and placed to cover about ``coverage`` of it;
+    ``plate`` lays a half-plane patch of another background (the older, rectangular occluder)."""
+
     probability: Unit = 0.0
+    source: Literal["cutout", "plate"] = "cutout"
     coverage: tuple[float, float] = Field(default=(0.1, 0.3), description="fraction of subject pixels covered")
+    cutout_scale: tuple[float, float] = Field(default=(0.3, 0.7), description="occluder's longer side / subject's longer side")
     feather_px: float = Field(default=2.0, ge=0.0, le=50.0)
+
+    _cs = field_validator("cutout_scale")(_range(0.05, 2.0))
 
     _cov = field_validator("coverage")(_range(0.0, 0.9))
 
@@ -196,8 +233,18 @@ class LightWrap(Strict):
 
 
 class Harmonization(Strict):
-    method: Literal["none", "reinhard", "histogram", "poisson"] = "none"
-    strength: tuple[float, float] = Field(default=(0.5, 0.5), description="uniform range in [0, 1]")
+    """How a pasted subject takes the scene's appearance.
+
+    ``illumination`` (the default) moves the subject's exposure, white balance and contrast part of
+    the way (``strength``, a shrinkage) towards what a real subject under the light of its surround
+    has, and keeps its own colours (:func:`synth.harmonize.illumination_harmonize`). ``reinhard``
+    and ``histogram`` are colour transfer (they copy the background's colours onto the subject,
+    camouflaging it); ``poisson`` is gradient-domain blending. ``synth realism`` measures each on
+    real photos. ``match_noise`` and ``match_blur`` act on the subject alone (prefer ``camera``).
+    """
+
+    method: Literal["none", "illumination", "reinhard", "histogram", "poisson"] = "illumination"
+    strength: tuple[float, float] = Field(default=(0.1, 0.1), description="uniform range in [0, 1]")
     poisson_mode: Literal["normal", "mixed"] = "normal"
     light_wrap: LightWrap = LightWrap()
     match_noise: bool = False
@@ -207,6 +254,50 @@ class Harmonization(Strict):
         lambda v: (v, v) if isinstance(v, (int, float)) else v
     )
     _strength_range = field_validator("strength")(_range(0.0, 1.0))
+
+
+class Defocus(Strict):
+    """Depth of field: the plate (the scene behind the subject) is lens-blurred with a disk of radius
+    ``radius`` (fraction of the output diagonal), the subject stays sharp."""
+
+    probability: Unit = 0.0
+    radius: tuple[float, float] = Field(default=(0.003, 0.012), description="disk radius / output diagonal")
+
+    _r = field_validator("radius")(_range(0.0, 0.1))
+
+
+class SensorNoise(Strict):
+    """Poisson-Gaussian sensor noise on the whole composite, in linear light: ``shot`` variance gain
+    and ``read`` standard deviation (linear units)."""
+
+    probability: Unit = 0.0
+    shot: tuple[float, float] = (0.0005, 0.004)
+    read: tuple[float, float] = (0.001, 0.006)
+
+    _s = field_validator("shot")(_range(0.0, 0.1))
+    _rd = field_validator("read")(_range(0.0, 0.1))
+
+
+class Shadow(Strict):
+    """A soft contact shadow of the subject on the plate (``blur`` and ``offset`` as fractions of the
+    subject's height)."""
+
+    probability: Unit = 0.0
+    opacity: tuple[float, float] = (0.2, 0.5)
+    blur: tuple[float, float] = (0.02, 0.06)
+    offset: tuple[float, float] = (0.0, 0.03)
+
+    _o = field_validator("opacity")(_range(0.0, 1.0))
+    _b = field_validator("blur")(_range(0.0, 0.5))
+    _f = field_validator("offset")(_range(0.0, 0.5))
+
+
+class Camera(Strict):
+    """Effects of one camera on the whole scene: depth of field, sensor noise, a contact shadow."""
+
+    defocus: Defocus = Defocus()
+    sensor_noise: SensorNoise = SensorNoise()
+    shadow: Shadow = Shadow()
 
 
 class Band(Strict):
@@ -285,6 +376,7 @@ class Recipe(Strict):
     placement: Placement = Placement()
     occlusion: Occlusion = Occlusion()
     harmonization: Harmonization = Harmonization()
+    camera: Camera = Camera()
     edges: Edges = Edges()
     augment: Augment = Augment()
     quarantine: Quarantine = Quarantine()

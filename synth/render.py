@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,14 +10,14 @@ from typing import Any
 
 import numpy as np
 
-from synth import augment, harmonize
-from synth.compositing import Layer, composite_layers, cover_crop, occluder_layer, warp_layer
+from synth import augment, camera, harmonize, plates
+from synth.compositing import Layer, composite_layers, cover_crop, cutout_occluder_layer, occluder_layer, warp_layer
 from synth.edges import band_radius, trimap_from_alpha
 from synth.io import atomic_write_bytes, atomic_write_text, encode_jpeg, encode_png, sha256_bytes
 from synth.plan import SampleSpec
 from synth.prepare import load_background, load_foreground
 from synth.recipe import Recipe
-from synth.sources import BackgroundItem, ForegroundItem
+from synth.sources import BackgroundItem, ForegroundItem, derived_attributes
 
 OUTPUT_DIRS = {"image": ("images", ".jpg"), "mask": ("masks", ".png"), "alpha": ("alpha", ".png"), "trimap": ("trimaps", ".png")}
 PARTS_DIR = ".parts"
@@ -63,8 +62,47 @@ def _fg(ctx: BuildContext, fg_id: str) -> tuple[np.ndarray, np.ndarray]:
     return _FG_CACHE.get_or((id(ctx), fg_id), make)
 
 
-def _bg(ctx: BuildContext, bg_id: str) -> np.ndarray:
-    return _BG_CACHE.get_or((id(ctx), bg_id), lambda: load_background(ctx.bgs[bg_id], ctx.cache_dir)[0])
+def _bg(ctx: BuildContext, bg_id: str) -> tuple[np.ndarray, np.ndarray | None]:
+    def make():
+        rgb, hole, _ = load_background(ctx.bgs[bg_id], ctx.cache_dir)
+        return rgb, hole
+
+    return _BG_CACHE.get_or((id(ctx), bg_id), make)
+
+
+def _plate(ctx: BuildContext, spec: SampleSpec, out_hw: tuple[int, int]) -> tuple[np.ndarray, dict[str, Any]]:
+    """The sample's background crop (float32 RGB in [0, 1]) and its crop record: the window's
+    offsets and zoom, the plate's inpainted share and the crop's (:mod:`synth.plates`)."""
+    p = spec.params
+    item = ctx.bgs[spec.bg_id]
+    photo, hole = _bg(ctx, spec.bg_id)
+    drawn = (p["bg_offset_x"], p["bg_offset_y"], p.get("bg_zoom", 1.0))
+    if item.clean_crops:
+        (ox, oy, zoom), share = plates.choose_window(hole, out_hw, drawn, item.max_inpainted_fraction, item.crop_zoom)
+        crop = plates.crop_plate(photo, out_hw, (ox, oy), zoom)
+    else:
+        ox, oy, zoom = drawn
+        crop = cover_crop(photo, out_hw, (ox, oy))
+        share = plates.window_share(plates.integral(hole), plates.cover_window(hole.shape, out_hw, (ox, oy))) if hole is not None else 0.0
+    rec = {
+        "bg_crop_offset_x": round(float(ox), 6), "bg_crop_offset_y": round(float(oy), 6), "bg_crop_zoom": round(float(zoom), 6),
+        "bg_inpainted_fraction": item.inpainted_fraction, "crop_inpainted_fraction": round(float(share), 6),
+    }
+    return crop.astype(np.float32) / 255.0, rec
+
+
+def _light_z(image: np.ndarray, alpha: np.ndarray, plate: np.ndarray) -> float | None:
+    """How unusual the subject's light is for its surround, in standard deviations of real photos:
+    the root mean square over the four :data:`synth.harmonize.ILLUMINATION_STATS` of the residual
+    against :data:`synth.harmonize.DEFAULT_PRIOR`, each divided by its residual SD (real photos
+    give about 1). None for an empty subject or surround."""
+    prior = harmonize.DEFAULT_PRIOR
+    band = harmonize.surround_band(alpha, prior.band_fraction)
+    if not band.any() or alpha.max() <= 0:
+        return None
+    resid = harmonize.illumination_stats(image, alpha) - prior.predict(harmonize.illumination_stats(plate, band))
+    z = resid / np.asarray(prior.residual_sd)
+    return round(float(np.sqrt(np.mean(z * z))), 6) if np.all(np.isfinite(z)) else None
 
 
 def part_path(out_dir: Path, sample_id: str) -> Path:
@@ -72,20 +110,21 @@ def part_path(out_dir: Path, sample_id: str) -> Path:
     return out_dir / PARTS_DIR / f"{sample_id}.json"
 
 
-def _nan_to_none(x: float) -> float | None:
-    return None if x is None or (isinstance(x, float) and math.isnan(x)) else x
-
-
 def render_sample(ctx: BuildContext, spec: SampleSpec) -> dict[str, Any]:
     """Render ``spec`` and write ``images/``, ``masks/``, ``alpha/``, ``trimaps/`` files, then its
     commit record.
 
-    Order of operations: background cover-crop; subjects warped (premultiplied) and stacked in
-    their depth order; per-subject colour harmonization (``reinhard`` or ``histogram``), blur and
-    noise matching; an optional scene occluder on top; composite I = aF + (1 - a)B layer by layer
-    with the subject alpha as the union of the subject alphas; ``poisson`` blending and light wrap
-    on the composite; photometric augmentations on the image only. mask = alpha >= 0.5; the trimap
-    comes from the final alpha with ``edges.trimap_band``.
+    Order of operations: background crop (cover crop, or a window chosen by its inpainted share and
+    zoom for clean plates); depth of field (lens blur of the plate only); subjects warped
+    (premultiplied) in their depth order; an optional contact shadow on the plate; per-subject
+    harmonization (``illumination``, ``reinhard`` or ``histogram``), optional blur and noise
+    matching; an optional occluder on top (a real cut-out, or a plate patch); composite
+    I = aF + (1 - a)B layer by layer with the subject alpha as the union of the subject alphas;
+    ``poisson`` blending and light wrap on the composite; photometric augmentations and sensor
+    noise on the whole image; one JPEG encoding. mask = alpha >= 0.5; the trimap comes from the final
+    alpha with ``edges.trimap_band``. The sample's attributes are the primary subject's metadata,
+    its source photo's mask attributes as ``source_<name>``, and the composite's own
+    (:func:`synth.sources.derived_attributes` of the written mask).
 
     Returns:
         The manifest record of the sample (also written to ``.parts/<sample_id>.json``).
@@ -93,24 +132,35 @@ def render_sample(ctx: BuildContext, spec: SampleSpec) -> dict[str, Any]:
     r = ctx.recipe
     out_hw = tuple(r.output.size)
     p = spec.params
-    plate = cover_crop(_bg(ctx, spec.bg_id), out_hw, (p["bg_offset_x"], p["bg_offset_y"])).astype(np.float32) / 255.0
+    plate, crop_rec = _plate(ctx, spec, out_hw)
+    if p.get("defocus_radius_px", 0.0) > 0:  # depth of field: the scene behind the subject is out of focus
+        plate = camera.defocus(plate, p["defocus_radius_px"])
     noise_rng = np.random.default_rng(p["noise_seed"])
-    plate_stats = harmonize.plate_lab_stats(plate)
     h = r.harmonization
     method, strength = p["harmonization_method"], p["harmonization_strength"]
 
+    order = sorted(range(len(spec.fg_ids)), key=lambda j: p["subject_depth"][j])
     naive: list[Layer] = []
-    final: list[Layer] = []
-    matched_blur, matched_noise = [], []
-    for j in sorted(range(len(spec.fg_ids)), key=lambda j: p["subject_depth"][j]):
+    for j in order:
         f, a = _fg(ctx, spec.fg_ids[j])
-        layer = warp_layer(
+        naive.append(warp_layer(
             f, a, out_hw, p["subject_scale"][j], p["subject_rotation_deg"][j],
             (p["subject_center_x"][j], p["subject_center_y"][j]), p["subject_anchor"][j],
-        )
-        naive.append(layer)
+        ))
+    if p.get("shadow_opacity", 0.0) > 0 and naive:
+        _, union = composite_layers(plate, naive)
+        rows = np.flatnonzero(union.max(axis=1) > 0.5)
+        height = float(rows[-1] - rows[0] + 1) if rows.size else 0.0
+        plate = camera.contact_shadow(plate, union, p["shadow_opacity"], p["shadow_blur"] * height, p["shadow_offset"] * height)
+    plate_stats = harmonize.plate_lab_stats(plate) if method == "reinhard" else None
+
+    final: list[Layer] = []
+    matched_blur, matched_noise = [], []
+    for layer in naive:
         colours = layer.colours()
-        if method == "reinhard":
+        if method == "illumination":
+            colours, _ = harmonize.illumination_harmonize(colours, layer.alpha, plate, strength)
+        elif method == "reinhard":
             colours = harmonize.reinhard(colours, layer.alpha, plate, strength, plate_stats)
         elif method == "histogram":
             colours = harmonize.histogram_match(colours, layer.alpha, plate, strength)
@@ -123,35 +173,44 @@ def render_sample(ctx: BuildContext, spec: SampleSpec) -> dict[str, Any]:
         matched_noise.append(sigma_n)
         final.append(Layer(colours * layer.alpha[..., None], layer.alpha, True))
 
+    occlusion_achieved = None
     if p.get("occluded"):
         _, subject_alpha = composite_layers(plate, naive)
-        occ_plate = cover_crop(_bg(ctx, p["occluder_bg_id"]), out_hw, (p["occluder_offset_x"], p["occluder_offset_y"]))
-        occ = occluder_layer(
-            occ_plate.astype(np.float32) / 255.0, subject_alpha, p["occlusion_coverage"],
-            p["occlusion_angle_deg"], p["occlusion_side"], r.occlusion.feather_px,
-        )
+        if "occluder_fg_id" in p:
+            f, a = _fg(ctx, p["occluder_fg_id"])
+            res = cutout_occluder_layer(
+                f, a, subject_alpha, p["occluder_scale"], p["occluder_rotation_deg"], p["occlusion_coverage"],
+                p["occlusion_angle_deg"], p["occlusion_side"],
+            )
+            occ, occlusion_achieved = res if res is not None else (None, None)
+        else:
+            occ_plate = cover_crop(_bg(ctx, p["occluder_bg_id"])[0], out_hw, (p["occluder_offset_x"], p["occluder_offset_y"]))
+            occ = occluder_layer(
+                occ_plate.astype(np.float32) / 255.0, subject_alpha, p["occlusion_coverage"],
+                p["occlusion_angle_deg"], p["occlusion_side"], r.occlusion.feather_px,
+            )
         if occ is not None:
             naive.append(occ)
             final.append(occ)
 
     image, alpha = composite_layers(plate, final)
     box = harmonize.subject_box(alpha)
+    light_before = light_after = None
     if box is not None:
         if method == "poisson":
             image = harmonize.poisson_blend(image, alpha, plate, h.poisson_mode, strength)
         if h.light_wrap.enabled:
             image = harmonize.light_wrap(image, alpha, plate, h.light_wrap.radius_px, h.light_wrap.strength)
-        # the unharmonized composite is only needed inside the subject's box
-        image0, _ = composite_layers(plate[box], [Layer(l.premult[box], l.alpha[box], l.is_subject) for l in naive])
-        lab_before = harmonize.lab_distance(image0, alpha[box], background_stats=plate_stats)
-        lab_after = harmonize.lab_distance(image, alpha, background_stats=plate_stats)
-    else:  # a negative, or a subject pushed wholly out of frame or occluded
-        lab_before = lab_after = float("nan")
+        image0, _ = composite_layers(plate, naive)
+        light_before = _light_z(image0, alpha, plate)
+        light_after = _light_z(image, alpha, plate)
 
     if (p["brightness"], p["contrast"], p["saturation"], p["hue_deg"]) != (1.0, 1.0, 1.0, 0.0):
         image = augment.color_jitter(image, p["brightness"], p["contrast"], p["saturation"], p["hue_deg"])
     image = augment.gaussian_blur(image, p["blur_sigma"])
     image = augment.gaussian_noise(image, p["noise_sigma"], noise_rng)
+    if p.get("sensor_shot", 0.0) > 0 or p.get("sensor_read", 0.0) > 0:  # one sensor for the whole frame
+        image = camera.sensor_noise(image, p["sensor_shot"], p["sensor_read"], noise_rng)
 
     img8 = np.clip(np.rint(image * 255.0), 0, 255).astype(np.uint8)
     alpha8 = np.clip(np.rint(alpha * 255.0), 0, 255).astype(np.uint8)
@@ -182,12 +241,15 @@ def render_sample(ctx: BuildContext, spec: SampleSpec) -> dict[str, Any]:
             "fg_ids": list(spec.fg_ids),
             "bg_id": spec.bg_id,
             "subject_area_fraction": round(float((mask8 > 0).mean()), 6),
-            "attributes": dict(primary.attributes) if primary else {},
+            # the composite's own mask-derived attributes; the source photo's are source_<name>
+            "attributes": {**(dict(primary.attributes) if primary else {}), **derived_attributes(mask8 > 0)},
             "params": dict(p),
             "matched_blur_sigma": matched_blur,
             "matched_noise_sigma": matched_noise,
-            "lab_distance_before": _nan_to_none(lab_before),
-            "lab_distance_after": _nan_to_none(lab_after),
+            "light_z_before": light_before,
+            "light_z_after": light_after,
+            "occlusion_achieved": None if occlusion_achieved is None else round(float(occlusion_achieved), 6),
+            **crop_rec,
         }
     )
     atomic_write_text(part_path(ctx.out_dir, spec.sample_id), json.dumps(record, sort_keys=True))

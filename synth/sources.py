@@ -5,6 +5,7 @@ deriving mask attributes. Every unusable item is quarantined with its reason; no
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,12 @@ AREA_BUCKETS = ((0.10, "small"), (0.30, "medium"), (1.01, "large"))
 """Subject area fraction buckets: small < 0.10 <= medium < 0.30 <= large."""
 
 DERIVED_ATTRIBUTES = ("area_fraction", "area_bucket", "n_components", "touches_border")
+SOURCE_PREFIX = "source_"
+"""A foreground's mask-derived attributes describe its source photo and are named
+``source_<name>``; every composite gets its own (:func:`derived_attributes` of its written mask)."""
+THIN_RADIUS_FRACTION = 0.01
+THIN_SHARE = 0.05
+COMPOSITE_DERIVED = DERIVED_ATTRIBUTES + ("thin_structures",)
 
 
 @dataclass(frozen=True)
@@ -62,6 +69,10 @@ class BackgroundItem:
     sha256: str
     dilate_px: int
     inpaint: str
+    inpainted_fraction: float = 0.0
+    max_inpainted_fraction: float = 1.0
+    crop_zoom: tuple[float, float] = (1.0, 1.0)
+    clean_crops: bool = False
 
 
 def mask_attributes(mask: np.ndarray) -> dict[str, Any]:
@@ -83,6 +94,47 @@ def mask_attributes(mask: np.ndarray) -> dict[str, Any]:
     n_comp = int((stats[1:, cv2.CC_STAT_AREA] >= min_px).sum()) if n > 1 else 0
     touches = bool(mask[0].any() or mask[-1].any() or mask[:, 0].any() or mask[:, -1].any())
     return {"area_fraction": round(area, 4), "area_bucket": bucket, "n_components": n_comp, "touches_border": touches}
+
+
+def thin_fraction(mask: np.ndarray) -> float:
+    """Share of a subject made of thin structures: the part an opening removes.
+
+    ``1 - |open(M, disk r)| / |M|`` with ``r = max(1, round(0.01 * diagonal))`` pixels, so parts
+    narrower than about ``2r`` (legs, hair strands, antennae, branches) are what is lost. 0 for an
+    empty mask.
+
+    Args:
+        mask: ``(H, W)`` bool.
+
+    Returns:
+        A float in [0, 1].
+    """
+    n = int(mask.sum())
+    if n == 0:
+        return 0.0
+    r = max(1, int(round(THIN_RADIUS_FRACTION * math.hypot(*mask.shape[:2]))))
+    k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+    opened = cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_OPEN, k)
+    return 1.0 - int(cv2.countNonZero(opened)) / n
+
+
+def derived_attributes(mask: np.ndarray) -> dict[str, Any]:
+    """Slice attributes of an image computed from its own subject mask (real ground truth or a
+    composite's written mask).
+
+    ``area_fraction``, ``area_bucket``, ``n_components``, ``touches_border`` (see
+    :func:`mask_attributes`) and ``thin_structures`` (True when :func:`thin_fraction` >= 0.05). An
+    empty mask (a negative) gets None for every attribute, so negatives never land in a
+    subject-shape slice.
+
+    Args:
+        mask: ``(H, W)`` bool.
+    """
+    if not mask.any():
+        return {k: None for k in COMPOSITE_DERIVED}
+    out = mask_attributes(mask)
+    out["thin_structures"] = thin_fraction(mask) >= THIN_SHARE
+    return out
 
 
 def touched_sides(mask: np.ndarray) -> tuple[str, ...]:
@@ -218,7 +270,7 @@ def scan_foregrounds(pool: ForegroundPool) -> tuple[list[ForegroundItem], list[Q
             continue
         attrs: dict[str, Any] = {c: None for c in meta_cols}
         attrs.update(meta.get(stem, {}))
-        attrs.update(mask_attributes(mask))
+        attrs.update({SOURCE_PREFIX + k: v for k, v in mask_attributes(mask).items()})
         paths = [img_path] + ([matte_path] if matte_path else [])
         items.append(
             ForegroundItem(
@@ -236,7 +288,8 @@ def scan_foregrounds(pool: ForegroundPool) -> tuple[list[ForegroundItem], list[Q
             )
         )
     provenance = {c: pool.provenance.get(c, "annotated") for c in meta_cols}
-    provenance.update({a: "derived" for a in DERIVED_ATTRIBUTES})
+    provenance.update({SOURCE_PREFIX + a: "derived" for a in DERIVED_ATTRIBUTES})
+    provenance.update({a: "derived" for a in COMPOSITE_DERIVED})
     return items, quarantine, provenance
 
 
@@ -263,9 +316,23 @@ def _restrict(stems: list[str], pool, quarantine: list[QuarantineEntry]) -> list
     return stems[: pool.limit] if pool.limit is not None else stems
 
 
-def scan_backgrounds(pool: BackgroundPool) -> tuple[list[BackgroundItem], list[QuarantineEntry]]:
+def hole_mask(mask: np.ndarray, dilate_px: int) -> np.ndarray:
+    """The inpainted region of a masked plate: the subject mask (``(H, W)`` bool) dilated by a disk
+    of ``dilate_px`` pixels, ``(H, W)`` bool."""
+    m = mask.astype(np.uint8) * 255
+    if dilate_px > 0:
+        k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * dilate_px + 1, 2 * dilate_px + 1))
+        m = cv2.dilate(m, k)
+    return m > 0
+
+
+def scan_backgrounds(pool: BackgroundPool, out_hw: tuple[int, int] | None = None) -> tuple[list[BackgroundItem], list[QuarantineEntry]]:
     """Pair and validate a background pool (same rules as :func:`scan_foregrounds`); masked photos
-    whose subject covers more than ``max_subject_fraction`` are skipped (``kind='skipped'``)."""
+    whose subject covers more than ``max_subject_fraction`` are skipped (``kind='skipped'``), and so
+    are masked photos with no crop of ``out_hw`` whose inpainted share is within
+    ``max_inpainted_fraction`` (:func:`synth.plates.min_share`)."""
+    from synth.plates import min_share
+
     quarantine: list[QuarantineEntry] = []
     images = _list_by_stem(pool.images, pool.name, quarantine)
     masks = _list_by_stem(pool.masks, pool.name, quarantine) if pool.kind == "masked" else {}
@@ -275,6 +342,7 @@ def scan_backgrounds(pool: BackgroundPool) -> tuple[list[BackgroundItem], list[Q
         bg_id = f"{pool.name}/{stem}"
         img_path = images[stem]
         mask_path = None
+        inpainted = 0.0
         try:
             rgb = read_rgb(img_path)
             if pool.kind == "masked":
@@ -297,12 +365,29 @@ def scan_backgrounds(pool: BackgroundPool) -> tuple[list[BackgroundItem], list[Q
                         )
                     )
                     continue
+                hole = hole_mask(mask > 127, pool.dilate_px)
+                inpainted = float(hole.mean())
+                if pool.clean_crops and out_hw is not None:
+                    best = min_share(hole, out_hw, pool.crop_zoom)
+                    if best > pool.max_inpainted_fraction:
+                        quarantine.append(
+                            QuarantineEntry(
+                                bg_id, str(mask_path),
+                                f"every crop is at least {best:.0%} inpainted (> max_inpainted_fraction {pool.max_inpainted_fraction})",
+                                kind="skipped",
+                            )
+                        )
+                        continue
         except BadInput as bad:
             quarantine.append(QuarantineEntry(bg_id, bad.path, bad.reason))
             continue
         paths = [img_path] + ([mask_path] if mask_path else [])
         items.append(
             BackgroundItem(
+                inpainted_fraction=round(inpainted, 6) if pool.kind == "masked" else 0.0,
+                max_inpainted_fraction=pool.max_inpainted_fraction,
+                crop_zoom=tuple(pool.crop_zoom),
+                clean_crops=pool.clean_crops,
                 bg_id=bg_id,
                 pool=pool.name,
                 kind=pool.kind,

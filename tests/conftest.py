@@ -40,14 +40,16 @@ def ecssd_recipe(cache_dir: Path, **overrides) -> dict:
                 {"name": "ecssd", "kind": "image_mask", "images": str(ECSSD / "images"), "masks": str(ECSSD / "masks"), "limit": 16}
             ],
             "backgrounds": [
-                {"name": "ecssd-bg", "kind": "masked", "images": str(ECSSD / "images"), "masks": str(ECSSD / "masks"), "limit": 24}
+                {"name": "ecssd-bg", "kind": "masked", "images": str(ECSSD / "images"), "masks": str(ECSSD / "masks"), "limit": 24,
+                 "max_inpainted_fraction": 0.1, "crop_zoom": [0.6, 1.0]}
             ],
         },
         "splits": {"train": 0.6, "val": 0.2, "test": 0.2},
         "negatives": 0.25,
         "subjects_per_image": {1: 0.7, 2: 0.3},
         "occlusion": {"probability": 0.3},
-        "harmonization": {"method": "reinhard", "strength": [0.3, 0.7], "light_wrap": {"enabled": True}, "match_noise": True, "match_blur": True},
+        "harmonization": {"method": "illumination", "strength": [0.3, 0.7], "light_wrap": {"enabled": True}, "match_noise": True, "match_blur": True},
+        "camera": {"defocus": {"probability": 0.5}, "sensor_noise": {"probability": 0.5}, "shadow": {"probability": 0.3}},
         "augment": {"color_jitter": {"brightness": 0.1, "hue_deg": 3}, "noise": {"probability": 0.5, "sigma": [1, 3]}, "blur": {"probability": 0.3}},
     }
     for key, value in overrides.items():

@@ -77,7 +77,7 @@ def test_bad_inputs_are_quarantined_and_the_build_goes_on(tmp_path, cache_dir):
     doc = ecssd_recipe(cache_dir, n_samples=10, negatives=0.0, catalog={"enabled": False}, quarantine={"max_fraction": 0.5})
     doc["sources"]["foregrounds"] = [{"name": "mixed", "kind": "image_mask", "images": str(images), "masks": str(masks)}]
     res = build(parse_recipe(doc), tmp_path / "out", workers=1, progress=False)
-    entries = {e["item_id"]: e["reason"] for e in res.report["quarantine"]["entries"]}
+    entries = {e["item_id"]: e["reason"] for e in res.report["quarantine"]["entries"] if e["kind"] == "bad_input"}
     assert "cannot decode" in entries["mixed/trunc"]
     assert "cannot decode" in entries["mixed/corrupt"]
     assert "does not match" not in entries["mixed/trunc"]
@@ -89,7 +89,9 @@ def test_bad_inputs_are_quarantined_and_the_build_goes_on(tmp_path, cache_dir):
     for usable in ("cmyk", "gray16", "gray", "exif", "0001"):
         assert f"mixed/{usable}" not in entries
     assert res.report["quarantine"]["n_bad_input"] == len(entries) + 1  # "dup" is listed once per file
-    assert len(json.loads((res.out_dir / "quarantine.json").read_text())) == len(entries) + 1
+    listed = json.loads((res.out_dir / "quarantine.json").read_text())
+    assert sum(e["kind"] == "bad_input" for e in listed) == len(entries) + 1
+    assert len(listed) == len(entries) + 1 + res.report["quarantine"]["n_skipped"]
     assert "mixed/trunc" in (res.out_dir / "build_report.md").read_text()
     assert res.report["counts"]["samples"] == 10
 

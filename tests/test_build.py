@@ -41,7 +41,7 @@ def report_without_timings(out: Path) -> dict:
 
 
 def test_small_real_ecssd_build_end_to_end(tmp_path, cache_dir, sqlite_url):
-    recipe = parse_recipe(ecssd_recipe(cache_dir, balance={"columns": ["area_bucket"], "mode": "uniform"}, output={"size": [128, 128], "coco": True, "webdataset": True, "shard_size": 5}))
+    recipe = parse_recipe(ecssd_recipe(cache_dir, balance={"columns": ["source_area_bucket"], "mode": "uniform"}, output={"size": [128, 128], "coco": True, "webdataset": True, "shard_size": 5}))
     res = build(recipe, tmp_path / "out", workers=1, progress=False, catalog_url=sqlite_url)
     out = res.out_dir
     table = pq.read_table(out / "manifest.parquet").to_pylist()
@@ -62,10 +62,10 @@ def test_small_real_ecssd_build_end_to_end(tmp_path, cache_dir, sqlite_url):
             assert sha256_file(out / r[f"{key}_path"]) == r[f"sha256_{key}"]
         if r["has_subject"]:
             assert mask.any() and r["n_subjects"] == len(r["fg_ids"]) >= 1 and r["area_bucket"] is not None
-            assert r["param_jpeg_quality"] >= 90 and r["lab_distance_after"] is not None
+            assert r["param_jpeg_quality"] >= 90 and r["light_z_after"] is not None and r["source_area_bucket"] is not None
         else:
             assert not alpha.any() and (tri == 0).all() and r["n_subjects"] == 0 and r["fg_id"] is None
-    # balance over area_bucket: 9 positives over the observed buckets, exact
+    # balance over the source photos' area_bucket: 9 positives over the observed buckets, exact
     rep = json.loads((out / "build_report.json").read_text())
     assert rep["balance"]["max_abs_deviation"] == 0.0
     assert all(c["achieved"] == c["target"] for c in rep["balance"]["cells"])
@@ -90,11 +90,11 @@ def test_small_real_ecssd_build_end_to_end(tmp_path, cache_dir, sqlite_url):
     # catalog: every sample with its split and attributes
     engine = db.connect(sqlite_url)
     attrs = sample_attributes(engine, "ecssd-small")
-    pos = [r for r in table if r["has_subject"]]
-    assert len(attrs) == len(pos)
-    for r in pos:
+    assert len(attrs) == len(table)
+    for r in table:
         assert attrs[r["sample_id"]]["area_bucket"] == r["area_bucket"]
         assert attrs[r["sample_id"]]["touches_border"] == r["touches_border"]
+        assert (attrs[r["sample_id"]].get("source_area_bucket") is None) == (not r["has_subject"])
 
 
 def test_build_registers_in_postgres(tmp_path, cache_dir, pg_url):
@@ -103,7 +103,7 @@ def test_build_registers_in_postgres(tmp_path, cache_dir, pg_url):
     assert res.dataset_id is not None
     attrs = sample_attributes(db.connect(pg_url), "ecssd-small")
     assert sorted(attrs) == ["0000000", "0000001", "0000002", "0000003"]
-    assert all(a["area_bucket"] in {"small", "medium", "large"} for a in attrs.values())
+    assert all(a["area_bucket"] in {"small", "medium", "large"} and a["source_area_bucket"] in {"small", "medium", "large"} for a in attrs.values())
 
 
 def test_identical_bytes_for_any_worker_count(tmp_path, cache_dir):

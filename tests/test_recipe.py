@@ -56,7 +56,7 @@ def test_relative_inputs_resolve_against_recipe_folder(tmp_path):
     path.write_text(yaml.safe_dump(BASE))
     r = load_recipe(path)
     assert r.sources.foregrounds[0].images == (tmp_path / "sub" / "imgs").resolve()
-    assert r.harmonization.method == "none" and r.edges.alpha == "refine"
+    assert r.harmonization.method == "illumination" and r.harmonization.strength == (0.1, 0.1) and r.edges.alpha == "refine"
 
 
 def test_schema_export_and_cli(tmp_path):

@@ -1,0 +1,100 @@
+"""Camera-consistent effects applied to the scene, not to the pasted subject alone.
+
+A real photo of a subject has the subject in focus and its background out of focus (depth of field),
+one sensor's noise over the whole frame, one JPEG encoding, and the subject's shadow on the ground.
+Pasted composites break each of these; the functions here restore them on the whole scene
+(Li et al., "Bridging Composite and Real: Towards End-to-end Deep Image Matting", IJCV 2022: RSSN
+blurs the background, denoises the foreground and re-noises the composite).
+
+Images are ``(H, W, 3)`` float32 sRGB in [0, 1]; alphas ``(H, W)`` float32 in [0, 1].
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from synth.harmonize import linear_to_srgb, srgb_to_linear
+
+
+def disk_kernel(radius_px: float) -> np.ndarray:
+    """A normalised disk (the defocus point-spread function of a thin lens with a round aperture),
+    anti-aliased at its rim by 4x4 supersampling.
+
+    Args:
+        radius_px: radius in pixels (> 0).
+
+    Returns:
+        ``(2R + 1, 2R + 1)`` float32 summing to 1, ``R = ceil(radius_px)``.
+    """
+    r = max(radius_px, 0.5)
+    R = int(np.ceil(r))
+    sub = (np.arange(4) + 0.5) / 4.0 - 0.5
+    ys = np.arange(-R, R + 1)[:, None, None, None] + sub[None, None, :, None]
+    xs = np.arange(-R, R + 1)[None, :, None, None] + sub[None, None, None, :]
+    k = ((xs**2 + ys**2) <= r * r).mean(axis=(2, 3)).astype(np.float32)
+    return k / k.sum()
+
+
+def defocus(image: np.ndarray, radius_px: float) -> np.ndarray:
+    """Lens blur: convolution with :func:`disk_kernel` in linear light (so bright points spread
+    into bokeh discs as in a camera), borders reflected. ``radius_px <= 0`` returns the input.
+
+    Returns:
+        ``(H, W, 3)`` float32 sRGB in [0, 1].
+    """
+    if radius_px <= 0:
+        return image
+    lin = srgb_to_linear(image)
+    out = cv2.filter2D(lin, -1, disk_kernel(radius_px), borderType=cv2.BORDER_REFLECT)
+    return linear_to_srgb(out)
+
+
+def sensor_noise(image: np.ndarray, shot: float, read: float, rng: np.random.Generator) -> np.ndarray:
+    """Signal-dependent sensor noise on the whole frame: the Poisson-Gaussian model of Foi et al.,
+    "Practical Poissonian-Gaussian Noise Modeling and Fitting for Single-Image Raw-Data" (IEEE TIP
+    2008), ``y = x + sqrt(shot * x + read^2) * n``, ``n ~ N(0, 1)`` i.i.d. per pixel and channel, in
+    linear light ``x`` in [0, 1], then back to sRGB.
+
+    Args:
+        shot: the Poisson (signal-dependent) variance gain, >= 0. read: the Gaussian read-noise
+            standard deviation in linear units, >= 0.
+
+    Returns:
+        ``(H, W, 3)`` float32 sRGB in [0, 1].
+    """
+    if shot <= 0 and read <= 0:
+        return image
+    lin = srgb_to_linear(image)
+    sd = np.sqrt(np.maximum(shot * lin + read * read, 0.0))
+    noisy = lin + sd * rng.standard_normal(lin.shape).astype(np.float32)
+    return linear_to_srgb(noisy)
+
+
+def contact_shadow(plate: np.ndarray, alpha: np.ndarray, opacity: float, blur_px: float, offset_px: float) -> np.ndarray:
+    """A soft contact shadow cast by the subject on the plate below and behind it.
+
+    The shadow is the subject's alpha moved down by ``offset_px``, squashed to its lower third
+    (where the subject meets the ground) and blurred with a Gaussian of sigma ``blur_px``; the plate
+    is darkened multiplicatively in linear light, ``B (1 - opacity * shadow)``. Apply it to the plate
+    before the subject is composited, so the subject itself is never darkened.
+
+    Args:
+        plate: ``(H, W, 3)`` float32 sRGB. alpha: ``(H, W)`` subject alpha. opacity in [0, 1];
+        blur_px > 0; offset_px >= 0.
+
+    Returns:
+        ``(H, W, 3)`` float32 sRGB in [0, 1].
+    """
+    rows = np.flatnonzero(alpha.max(axis=1) > 0.5)
+    if opacity <= 0 or rows.size == 0:
+        return plate
+    y0, y1 = int(rows[0]), int(rows[-1]) + 1
+    foot = np.zeros_like(alpha, dtype=np.float32)
+    cut = y0 + 2 * (y1 - y0) // 3
+    foot[cut:y1] = alpha[cut:y1]
+    m = np.float32([[1, 0, 0], [0, 1, offset_px]])
+    shadow = cv2.warpAffine(foot, m, (alpha.shape[1], alpha.shape[0]), flags=cv2.INTER_LINEAR, borderValue=0)
+    shadow = cv2.GaussianBlur(shadow, (0, 0), max(blur_px, 0.5))
+    lin = srgb_to_linear(plate) * (1.0 - opacity * np.clip(shadow, 0, 1))[..., None]
+    return linear_to_srgb(lin)

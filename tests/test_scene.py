@@ -1,0 +1,161 @@
+"""Camera-consistent effects, clean background plates, cut-out occluders, composite attributes and
+the contact sheet."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from synth import camera, plates
+from synth.build import build
+from synth.compositing import cutout_occluder_layer
+from synth.harmonize import linear_to_srgb, srgb_to_linear
+from synth.io import read_gray
+from synth.recipe import RecipeError, parse_recipe
+from synth.sources import derived_attributes, hole_mask
+from tests.conftest import ECSSD, ecssd_recipe
+
+
+def test_disk_kernel_is_a_normalised_disk():
+    k = camera.disk_kernel(5.0)
+    assert k.shape == (11, 11) and k.sum() == pytest.approx(1.0, abs=1e-6)
+    support = (k > 0).sum()
+    assert abs(support - np.pi * 25) < 2 * np.pi * 5 + 4  # area within a rim's width of pi r^2
+    assert k[5, 5] == pytest.approx(k.max()) and k[0, 0] == 0.0
+
+
+def test_defocus_spreads_a_point_into_a_disk_in_linear_light():
+    img = np.zeros((41, 41, 3), np.float32)
+    img[20, 20] = 1.0
+    out = camera.defocus(img, 6.0)
+    lin = srgb_to_linear(out)
+    assert lin.sum() == pytest.approx(3.0, rel=1e-3)  # energy kept in linear light
+    np.testing.assert_allclose(lin[14:27, 14:27, 0], camera.disk_kernel(6.0), atol=1e-5)
+
+
+def test_sensor_noise_follows_the_poisson_gaussian_variance():
+    rng = np.random.default_rng(0)
+    levels = np.array([0.05, 0.2, 0.5])
+    lin = np.repeat(levels, 20000).reshape(3, -1)[..., None].repeat(3, axis=2).astype(np.float32)
+    img = linear_to_srgb(lin)
+    shot, read = 0.004, 0.005
+    noisy = srgb_to_linear(camera.sensor_noise(img, shot, read, rng))
+    var = (noisy - srgb_to_linear(img)).var(axis=(1, 2))
+    np.testing.assert_allclose(var, shot * levels + read**2, rtol=0.05)
+
+
+def test_contact_shadow_darkens_only_below_the_subject():
+    plate = np.full((100, 100, 3), 0.6, np.float32)
+    alpha = np.zeros((100, 100), np.float32)
+    alpha[20:70, 40:60] = 1.0
+    out = camera.contact_shadow(plate, alpha, 0.5, 3.0, 4.0)
+    assert out[72, 50, 0] < 0.55  # just below the feet
+    assert out[10, 50, 0] == pytest.approx(0.6, abs=1e-4) and out[50, 5, 0] == pytest.approx(0.6, abs=1e-4)
+
+
+def test_window_share_by_hand_and_choice_within_the_bound():
+    hole = np.zeros((100, 200), bool)
+    hole[:, 100:140] = True  # a stripe right of the centre, 20 % of the photo
+    t = plates.integral(hole)
+    assert plates.window_share(t, plates.Window(0, 0, 100, 100)) == 0.0
+    assert plates.window_share(t, plates.Window(100, 0, 100, 100)) == pytest.approx(0.4)
+    assert plates.window_share(t, plates.Window(50, 0, 100, 100)) == pytest.approx(0.4)
+    assert plates.window_share(t, plates.Window(90, 0, 20, 50)) == pytest.approx(0.5)
+    # a square output from a 2:1 photo: the centred full-height window is 40 % hole; one within 5 % is found
+    (ox, oy, z), share = plates.choose_window(hole, (64, 64), (0.5, 0.5, 1.0), 0.05, (0.5, 1.0))
+    assert share <= 0.05
+    win = plates.cover_window(hole.shape, (64, 64), (ox, oy), z)
+    assert plates.window_share(t, win) == share
+    # the drawn window is kept when it is within the bound
+    assert plates.choose_window(hole, (64, 64), (0.0, 0.5, 1.0), 0.05, (0.5, 1.0)) == ((0.0, 0.5, 1.0), 0.0)
+    assert plates.min_share(hole, (64, 64), (1.0, 1.0)) == 0.0
+
+
+def test_cutout_occluder_covers_about_the_asked_share():
+    subject = np.zeros((128, 128), np.float32)
+    subject[30:100, 40:90] = 1.0
+    fg = np.full((60, 40, 3), 0.3, np.float32)
+    a = np.zeros((60, 40), np.float32)
+    a[5:55, 5:35] = 1.0
+    layer, achieved = cutout_occluder_layer(fg, a, subject, 0.5, 0.0, 0.15, 0.0, 0.0)
+    assert not layer.is_subject
+    measured = float((layer.alpha * subject).sum() / subject.sum())
+    assert measured == pytest.approx(achieved, abs=0.01)
+    assert abs(achieved - 0.15) < 0.06
+    assert cutout_occluder_layer(fg, a, np.zeros_like(subject), 0.5, 0.0, 0.15, 0.0, 0.0) is None
+
+
+def test_balancing_a_composite_attribute_is_refused_with_its_source_name(cache_dir):
+    with pytest.raises(RecipeError, match="balance.columns: .*'area_bucket' is computed from each composite's own mask.*source_area_bucket"):
+        parse_recipe(ecssd_recipe(cache_dir, balance={"columns": ["area_bucket"]}))
+
+
+@pytest.fixture(scope="module")
+def realism_build(tmp_path_factory, cache_dir):
+    out = tmp_path_factory.mktemp("realism") / "out"
+    doc = ecssd_recipe(
+        cache_dir, n_samples=24, catalog={"enabled": False}, occlusion={"probability": 0.5, "source": "cutout"},
+        balance={"columns": ["source_touches_border"]},
+    )
+    recipe = parse_recipe(doc)
+    res = build(recipe, out, workers=1, progress=False)
+    return recipe, res.out_dir
+
+
+def test_composite_attributes_equal_those_of_the_written_mask(realism_build):
+    _, out = realism_build
+    rows = pq.read_table(out / "manifest.parquet").to_pylist()
+    assert any(r["has_subject"] for r in rows) and any(not r["has_subject"] for r in rows)
+    changed = 0
+    for r in rows:
+        mask = cv2.imread(str(out / r["mask_path"]), cv2.IMREAD_GRAYSCALE) > 127
+        want = derived_attributes(mask)
+        for k, v in want.items():
+            got = r[k]
+            assert got == (None if v is None else ("true" if v is True else "false" if v is False else str(v))), (r["sample_id"], k)
+        if r["has_subject"]:
+            assert r["source_area_bucket"] in {"small", "medium", "large"}
+            changed += r["source_area_bucket"] != r["area_bucket"]
+        else:
+            assert r["source_area_bucket"] is None
+    assert changed > 0  # a composite's own area differs from its source photo's
+
+
+def test_every_crop_respects_the_inpainted_bound(realism_build):
+    recipe, out = realism_build
+    pool = recipe.sources.backgrounds[0]
+    rows = pq.read_table(out / "manifest.parquet").to_pylist()
+    for r in rows:
+        assert r["crop_inpainted_fraction"] <= pool.max_inpainted_fraction
+        stem = r["bg_id"].split("/")[1]
+        hole = hole_mask(read_gray(ECSSD / "masks" / f"{stem}.png") > 127, pool.dilate_px)
+        win = plates.cover_window(hole.shape, tuple(recipe.output.size), (r["bg_crop_offset_x"], r["bg_crop_offset_y"]), r["bg_crop_zoom"])
+        assert plates.window_share(plates.integral(hole), win) == pytest.approx(r["crop_inpainted_fraction"], abs=1e-6)
+        assert r["bg_inpainted_fraction"] == pytest.approx(hole.mean(), abs=1e-6)
+        assert pool.crop_zoom[0] <= r["bg_crop_zoom"] <= pool.crop_zoom[1]
+    rep = json.loads((out / "build_report.json").read_text())
+    assert rep["plates"]["crop_max"] <= pool.max_inpainted_fraction and rep["plates"]["bound"] == pool.max_inpainted_fraction
+    skipped = [q for q in rep["quarantine"]["entries"] if "inpainted" in q["reason"]]
+    for q in skipped:  # a skipped plate really has no crop within the bound
+        hole = hole_mask(read_gray(q["path"]) > 127, pool.dilate_px)
+        assert plates.min_share(hole, tuple(recipe.output.size), pool.crop_zoom) > pool.max_inpainted_fraction
+
+
+def test_occluders_are_real_cutouts_and_the_sheet_is_written(realism_build):
+    _, out = realism_build
+    rows = pq.read_table(out / "manifest.parquet").to_pylist()
+    occluded = [r for r in rows if r["param_occluded"]]
+    assert occluded
+    for r in occluded:
+        assert r["param_occluder_fg_id"] not in r["fg_ids"] and r["occlusion_achieved"] is not None
+        assert "param_occluder_bg_id" not in r  # no plate patch: the occluder is a cut-out
+    sheet = cv2.imread(str(out / "contact_sheet.png"))
+    assert sheet is not None and sheet.shape == (3 * (160 + 18), 8 * 160, 3)
+    assert "![contact sheet](contact_sheet.png)" in (out / "build_report.md").read_text()
+    # the mask outline is drawn in pure green on the first tile
+    first = sheet[:160, :160]
+    assert ((first[..., 1] == 255) & (first[..., 0] == 0) & (first[..., 2] == 0)).any()
