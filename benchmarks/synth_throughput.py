@@ -3,8 +3,10 @@ speed-up, and peak RSS at two dataset sizes. Prints a Markdown table.
 
     python benchmarks/synth_throughput.py [--n512 80] [--n1024 40] [--rss-sizes 50 200]
 
-The recipe is the demo (examples/recipes/ecssd-demo.yaml) with harmonization ``reinhard`` +
-``light_wrap`` and no noise/blur matching. Composite rates use the build's own ``composite`` phase
+The recipe is the demo (examples/recipes/ecssd-demo.yaml) as shipped: the default realism settings
+(illumination harmonization, clean plates, depth of field, sensor noise, cut-out occluders). It is
+also timed with the previous full recipe's settings (:data:`PREVIOUS_FULL`), per sample, at both
+sizes (target: the new default no slower). Composite rates use the build's own ``composite`` phase
 timing (subject preparation is a separate, cached phase). The codec floor does only what no
 compositor can avoid for the same samples: decode a subject photo, its mask and a background photo,
 resize to the output size, encode one JPEG and three PNGs.
@@ -41,18 +43,38 @@ from synth.recipe import load_recipe  # noqa: E402
 DEMO = ROOT / "examples" / "recipes" / "ecssd-demo.yaml"
 
 
-def bench_recipe(n: int, size: int, cache: Path):
+PREVIOUS_FULL = {
+    "harmonization": {"method": "reinhard", "strength": (0.3, 0.7), "match_noise": True, "match_blur": True,
+                      "light_wrap": {"enabled": True, "radius_px": 6.0, "strength": 0.3}},
+    "occlusion": {"source": "plate"},
+    "camera": {"defocus": {"probability": 0.0}, "sensor_noise": {"probability": 0.0}},
+    "plates": {"max_inpainted_fraction": 1.0, "crop_zoom": (1.0, 1.0)},
+}
+"""The full recipe before the realism work (Reinhard colour transfer, light wrap, noise and blur
+matching on the subject, rectangular plate occluders, plain cover crops, no camera effects)."""
+
+
+def bench_recipe(n: int, size: int, cache: Path, variant: str = "default"):
+    """The demo recipe at ``size`` with ``n`` samples: ``default`` as shipped (the new default
+    realism settings), or ``previous`` (:data:`PREVIOUS_FULL`)."""
     r = load_recipe(DEMO)
-    h = r.harmonization.model_copy(update={"method": "reinhard", "match_noise": False, "match_blur": False,
-                                           "light_wrap": r.harmonization.light_wrap.model_copy(update={"enabled": True})})
-    return r.model_copy(update={
+    update = {
         "n_samples": n, "output": r.output.model_copy(update={"size": (size, size), "coco": False}),
-        "harmonization": h, "cache_dir": cache, "catalog": r.catalog.model_copy(update={"enabled": False}),
-    })
+        "cache_dir": cache, "catalog": r.catalog.model_copy(update={"enabled": False}),
+    }
+    if variant == "previous":
+        doc = r.model_dump()
+        for key in ("harmonization", "occlusion", "camera"):
+            for k, v in PREVIOUS_FULL[key].items():
+                doc[key][k] = {**doc[key][k], **v} if isinstance(v, dict) else v
+        for pool in doc["sources"]["backgrounds"]:
+            pool.update(PREVIOUS_FULL["plates"])
+        r = type(r).model_validate(doc)
+    return r.model_copy(update=update)
 
 
-def composite_rate(n: int, size: int, workers: int, cache: Path, tmp: Path) -> float:
-    res = build(bench_recipe(n, size, cache), tmp / f"b{size}-{workers}", workers=workers, progress=False)
+def composite_rate(n: int, size: int, workers: int, cache: Path, tmp: Path, variant: str = "default") -> float:
+    res = build(bench_recipe(n, size, cache, variant), tmp / f"b{size}-{workers}-{variant}", workers=workers, progress=False)
     return n / res.report["timings_s"]["composite"]
 
 
@@ -98,11 +120,13 @@ def main() -> None:
         cache = tmp / "cache"
         # warm the preparation cache so every timed run measures compositing only
         build(bench_recipe(max(args.n512, args.n1024, *args.rss_sizes), 512, cache), tmp / "warm", workers=2, progress=False)
-        rows = []
+        build(bench_recipe(max(args.n512, args.n1024), 512, cache, "previous"), tmp / "warm-prev", workers=2, progress=False)
+        rows, previous = [], []
         for size, n in ((512, args.n512), (1024, args.n1024)):
             floor = codec_floor(n, size)
             rate = composite_rate(n, size, 1, cache, tmp)
             rows.append((size, n, rate, floor))
+            previous.append((size, n, rate, composite_rate(n, size, 1, cache, tmp, "previous")))
         r2 = composite_rate(args.n512, 512, 2, cache, tmp)
         rss = [(n, peak_rss_mb(n, cache, tmp)) for n in args.rss_sizes]
     print(f"machine: {os.cpu_count()} cores, python {sys.version.split()[0]}, opencv {cv2.__version__}\n")
@@ -111,6 +135,11 @@ def main() -> None:
     for size, n, rate, floor in rows:
         target = ">= 0.5" if size == 1024 else "-"
         print(f"| {size}x{size} | {n} | {rate:.2f} | {floor:.2f} | {rate / floor:.2f} | {target} |")
+    print()
+    print("| output | ms per sample, new default recipe | ms per sample, previous full recipe | new / previous | target |")
+    print("|---|---:|---:|---:|---|")
+    for size, n, rate, prev in previous:
+        print(f"| {size}x{size} | {1000 / rate:.1f} | {1000 / prev:.1f} | {prev / rate:.2f} | <= 1.00 |")
     print()
     speedup = r2 / rows[0][2]
     print("| workers | composites/s at 512 | speed-up | target |")

@@ -91,16 +91,14 @@ def _plate(ctx: BuildContext, spec: SampleSpec, out_hw: tuple[int, int]) -> tupl
     return crop.astype(np.float32) / 255.0, rec
 
 
-def _light_z(image: np.ndarray, alpha: np.ndarray, plate: np.ndarray) -> float | None:
+def _light_z(image: np.ndarray, alpha: np.ndarray, band_stats: np.ndarray) -> float | None:
     """How unusual the subject's light is for its surround, in standard deviations of real photos:
     the root mean square over the four :data:`synth.harmonize.ILLUMINATION_STATS` of the residual
     against :data:`synth.harmonize.DEFAULT_PRIOR`, each divided by its residual SD (real photos
-    give about 1). None for an empty subject or surround."""
+    give about 1). ``band_stats``: the plate's statistics in the subject's surround band. None for
+    an empty subject or surround."""
     prior = harmonize.DEFAULT_PRIOR
-    band = harmonize.surround_band(alpha, prior.band_fraction)
-    if not band.any() or alpha.max() <= 0:
-        return None
-    resid = harmonize.illumination_stats(image, alpha) - prior.predict(harmonize.illumination_stats(plate, band))
+    resid = harmonize.illumination_stats(image, alpha) - prior.predict(band_stats)
     z = resid / np.asarray(prior.residual_sd)
     return round(float(np.sqrt(np.mean(z * z))), 6) if np.all(np.isfinite(z)) else None
 
@@ -201,9 +199,12 @@ def render_sample(ctx: BuildContext, spec: SampleSpec) -> dict[str, Any]:
             image = harmonize.poisson_blend(image, alpha, plate, h.poisson_mode, strength)
         if h.light_wrap.enabled:
             image = harmonize.light_wrap(image, alpha, plate, h.light_wrap.radius_px, h.light_wrap.strength)
-        image0, _ = composite_layers(plate, naive)
-        light_before = _light_z(image0, alpha, plate)
-        light_after = _light_z(image, alpha, plate)
+        band = harmonize.surround_band(alpha, harmonize.DEFAULT_PRIOR.band_fraction)
+        if band.any():
+            band_stats = harmonize.illumination_stats(plate, band)
+            image0, _ = composite_layers(plate, naive)
+            light_before = _light_z(image0, alpha, band_stats)
+            light_after = _light_z(image, alpha, band_stats)
 
     if (p["brightness"], p["contrast"], p["saturation"], p["hue_deg"]) != (1.0, 1.0, 1.0, 0.0):
         image = augment.color_jitter(image, p["brightness"], p["contrast"], p["saturation"], p["hue_deg"])

@@ -22,7 +22,8 @@ from tests.conftest import ECSSD
 
 ROOT = Path(__file__).resolve().parents[1]
 RELEASES = ROOT / "examples" / "releases"
-NAMES = ("liftnet-full", "liftnet-naive", "liftnet-edges")
+NAMES = ("liftnet-full", "liftnet-naive")
+PROOF = sorted(p.name for p in (RELEASES / "proof").iterdir()) if (RELEASES / "proof").is_dir() else []
 TEST_IDS = (ROOT / "examples" / "splits" / "ecssd-test.txt").read_text().split()[:4]
 runner = CliRunner()
 
@@ -100,10 +101,54 @@ def test_test_split_is_disjoint_from_training():
     splits = {s: set((ROOT / "examples" / "splits" / f"ecssd-{s}.txt").read_text().split()) for s in ("train", "val", "test")}
     assert not (splits["train"] & splits["test"]) and not (splits["train"] & splits["val"]) and not (splits["val"] & splits["test"])
     assert sum(len(v) for v in splits.values()) == len(list((ECSSD / "images").glob("*.jpg")))
-    for name in ("ecssd-train-full", "ecssd-train-naive", "ecssd-train-edges"):
+    for name in ("ecssd-train-full", "ecssd-train-naive"):
         doc = yaml.safe_load((ROOT / "examples" / "recipes" / f"{name}.yaml").read_text())
         for pool in doc["sources"]["foregrounds"] + doc["sources"]["backgrounds"]:
             assert pool["ids"] == "../splits/ecssd-train.txt"
+    sys.path.insert(0, str(ROOT / "examples" / "baseline"))
+    from ablations import ABLATIONS, ablation_recipe
+
+    train = str((ROOT / "examples" / "splits" / "ecssd-train.txt").resolve())
+    for name in ABLATIONS:
+        doc = ablation_recipe(name)
+        for pool in doc["sources"]["foregrounds"] + doc["sources"]["backgrounds"]:
+            assert pool["ids"] == train
+
+
+def test_each_ablation_changes_exactly_its_component():
+    sys.path.insert(0, str(ROOT / "examples" / "baseline"))
+    from ablations import ablation_recipe
+
+    from synth.recipe import parse_recipe
+
+    full = parse_recipe(yaml.safe_load((ROOT / "examples" / "recipes" / "ecssd-train-full.yaml").read_text()),
+                        base=ROOT / "examples" / "recipes").model_dump(mode="json")
+    changed = {
+        "no-harmonization": {"harmonization"},
+        "no-clean-plates": {"sources"},
+        "no-camera": {"camera"},
+        "plate-occluders": {"occlusion"},
+    }
+    for name, keys in changed.items():
+        abl = parse_recipe(ablation_recipe(name)).model_dump(mode="json")
+        diff = {k for k in full if full[k] != abl[k]} - {"name"}
+        assert diff == keys, name
+    assert parse_recipe(ablation_recipe("no-harmonization")).harmonization.method == "none"
+    assert parse_recipe(ablation_recipe("no-clean-plates")).sources.backgrounds[0].clean_crops is False
+    cam = parse_recipe(ablation_recipe("no-camera")).camera
+    assert cam.defocus.probability == 0 and cam.sensor_noise.probability == 0
+    assert parse_recipe(ablation_recipe("plate-occluders")).occlusion.source == "plate"
+
+
+@pytest.mark.parametrize("name", PROOF)
+def test_proof_releases_load_and_name_their_data(name, tmp_path):
+    folder = RELEASES / "proof" / name
+    man = load_manifest(folder / "release.yaml")
+    log = yaml.safe_load((folder / "train_log.json").read_text())
+    assert log["budget"] == "25 epochs" and log["steps"] == 2250 and man.version == name
+    photos = [cv2.cvtColor(cv2.imread(str(ECSSD / "images" / f"{k}.jpg")), cv2.COLOR_BGR2RGB) for k in TEST_IDS[:2]]
+    got = OnnxRelease(folder / "model.onnx", man, threads=1).predict(photos)
+    assert all(p.shape == ph.shape[:2] and 0.0 <= c <= 1.0 for (p, c), ph in zip(got, photos))
 
 
 @pytest.mark.slow

@@ -14,7 +14,7 @@ from synth import camera, plates
 from synth.build import build
 from synth.compositing import cutout_occluder_layer
 from synth.harmonize import linear_to_srgb, srgb_to_linear
-from synth.io import read_gray
+from synth.io import read_gray, read_rgb
 from synth.recipe import RecipeError, parse_recipe
 from synth.sources import derived_attributes, hole_mask
 from tests.conftest import ECSSD, ecssd_recipe
@@ -31,10 +31,18 @@ def test_disk_kernel_is_a_normalised_disk():
 def test_defocus_spreads_a_point_into_a_disk_in_linear_light():
     img = np.zeros((41, 41, 3), np.float32)
     img[20, 20] = 1.0
-    out = camera.defocus(img, 6.0)
+    out = camera.defocus(img, 6.0, fast=False)
     lin = srgb_to_linear(out)
     assert lin.sum() == pytest.approx(3.0, rel=1e-3)  # energy kept in linear light
     np.testing.assert_allclose(lin[14:27, 14:27, 0], camera.disk_kernel(6.0), atol=1e-5)
+
+
+@pytest.mark.parametrize("radius", [4.0, 9.0, 17.0])
+def test_fast_defocus_is_within_one_level_of_the_exact_one_on_a_real_photo(radius):
+    img = read_rgb(ECSSD / "images" / "0001.jpg").astype(np.float32) / 255.0
+    exact = camera.defocus(img, radius, fast=False)
+    fast = camera.defocus(img, radius)
+    assert np.abs(fast - exact).mean() < 1.0 / 255
 
 
 def test_sensor_noise_follows_the_poisson_gaussian_variance():

@@ -1,21 +1,24 @@
-"""Does the full liftlab recipe beat the naive one? Score both reference releases and the centre
-ellipse on real photos and print the README's table.
+"""Does the full liftlab recipe beat naive pasting on real photos? Score the reference releases, the
+seed repeats, one ablation per realism component and a centre ellipse, and print the README's tables.
 
     .venv/bin/python examples/baseline/proof.py [--out runs/proof] [--workers 2]
 
 Runs, with a catalog of its own (``OUT/liftlab.db``):
 
 - ``evalhub import-dataset``: the ECSSD test split (examples/splits/ecssd-test.txt, 208 photos never
-  composited into either training set) and all of CCP (1,004 photos of people: a domain shift);
-- ``evalhub release add --onnx``: examples/releases/liftnet-naive, liftnet-edges (the full recipe
-  without harmonization: the ablation) and liftnet-full;
-  ``evalhub release baseline --method ellipse``: the centre-ellipse prior, a predictions folder;
-- ``evalhub score`` of all four on both sets, and ``evalhub compare`` naive -> edges, naive -> full
-  and edges -> full on each.
+  composited into any training set) and all of CCP (1,004 photos of people: a domain shift);
+- ``evalhub release add --onnx`` for every release in :data:`RELEASES_USED`: the shipped
+  ``liftnet-naive`` and ``liftnet-full`` (seed 0), and under ``examples/releases/proof/`` their
+  seed-1 repeats and the four ablations (each the full recipe with one component turned back,
+  ``examples/baseline/ablations.py``); ``evalhub release baseline --method ellipse``;
+- ``evalhub score`` of all on both sets, and ``evalhub compare`` naive -> full (each seed), naive
+  seed 0 -> seed 1 (the seed spread) and each ablation -> full.
 
-The table gives means with seeded 95 % bootstrap CIs (2,000 resamples of images): IoU, boundary F1
-and Boundary IoU over images with a subject; ECE (15 equal-width bins) and AURC of the gate over
-all images, with the acceptable label IoU >= 0.8.
+Tables: means with seeded 95 % bootstrap CIs (2,000 resamples of images) of IoU, boundary F1 and
+Boundary IoU over images with a subject, ECE (15 equal-width bins) and AURC of the gate over all
+images (acceptable: IoU >= 0.8); the paired deltas B - A with their CIs; and the seed-averaged
+paired delta full - naive (each image's metric averaged over the two seeds of each recipe, then
+paired and bootstrapped over images).
 """
 
 from __future__ import annotations
@@ -33,10 +36,32 @@ sys.path.insert(0, str(ROOT / "examples"))
 from loop import BIN, DATA, RELEASES, sh  # noqa: E402
 
 from evalhub.calibration import aurc, ece  # noqa: E402
+from evalhub.stats import bootstrap_mean, bootstrap_statistic  # noqa: E402
 
-RELEASE_NAMES = ("liftnet-naive", "liftnet-edges", "liftnet-full")
-"""naive recipe; full recipe without harmonization (the ablation); full recipe."""
-from evalhub.stats import bootstrap_statistic  # noqa: E402
+PROOF = RELEASES / "proof"
+RELEASES_USED = {
+    "liftnet-naive": RELEASES / "liftnet-naive",
+    "liftnet-naive-s1": PROOF / "liftnet-naive-s1",
+    "liftnet-full": RELEASES / "liftnet-full",
+    "liftnet-full-s1": PROOF / "liftnet-full-s1",
+    "liftnet-no-harmonization": PROOF / "liftnet-no-harmonization",
+    "liftnet-no-clean-plates": PROOF / "liftnet-no-clean-plates",
+    "liftnet-no-camera": PROOF / "liftnet-no-camera",
+    "liftnet-plate-occluders": PROOF / "liftnet-plate-occluders",
+}
+"""Release name -> folder (model.onnx + release.yaml)."""
+COMPARISONS = (
+    ("liftnet-naive", "liftnet-full", "recipe, seed 0"),
+    ("liftnet-naive-s1", "liftnet-full-s1", "recipe, seed 1"),
+    ("liftnet-naive", "liftnet-naive-s1", "seed spread, naive"),
+    ("liftnet-full", "liftnet-full-s1", "seed spread, full"),
+    ("liftnet-no-harmonization", "liftnet-full", "adding illumination harmonization"),
+    ("liftnet-no-clean-plates", "liftnet-full", "adding clean plates"),
+    ("liftnet-no-camera", "liftnet-full", "adding depth of field + sensor noise"),
+    ("liftnet-plate-occluders", "liftnet-full", "cut-out instead of plate occluders"),
+)
+"""(A, B, what B - A measures)."""
+METRICS = ("iou", "boundary_f1", "boundary_iou")
 
 
 def table_rows(out: Path, runs: dict[str, tuple[str, str]]) -> list[dict]:
@@ -45,7 +70,7 @@ def table_rows(out: Path, runs: dict[str, tuple[str, str]]) -> list[dict]:
         df = pd.read_parquet(out / "runs" / run / "samples.parquet")
         s = json.loads((out / "runs" / run / "summary.json").read_text())
         row = {"dataset": dataset, "release": release, "n": len(df), "proxy": bool(s["release"].get("confidence_proxy"))}
-        for m in ("iou", "boundary_f1", "boundary_iou"):
+        for m in METRICS:
             row[m] = s["metrics"][m]
         c, y = df["confidence"].to_numpy(), df["acceptable"].to_numpy()
         row["ece"] = bootstrap_statistic(ece, c, y, n_boot=2000, seed=0)
@@ -64,6 +89,32 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def compare_markdown(docs: list[tuple[str, str, str, dict]]) -> str:
+    lines = ["| test set | B - A | what it measures | IoU | boundary F1 | Boundary IoU |", "|---|---|---|---|---|---|"]
+    for dataset, a, b, what, doc in docs:
+        cells = []
+        for m in METRICS:
+            r = doc["overall"]["metrics"][m]
+            mark = " *" if r["lo"] > 0 or r["hi"] < 0 else ""
+            cells.append(f"{r['mean']:+.3f} [{r['lo']:+.3f}, {r['hi']:+.3f}]{mark}")
+        lines.append(f"| {dataset} | {b} - {a} | {what} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n\n`*`: the paired 95 % CI excludes zero."
+
+
+def seed_averaged(out: Path, dataset: str) -> dict[str, dict[str, float]]:
+    """Per image, each metric averaged over the two seeds of full minus the same for naive; mean and
+    bootstrap CI over images with a subject."""
+    def per_image(names: tuple[str, str]) -> pd.DataFrame:
+        frames = [pd.read_parquet(out / "runs" / f"{n}-{dataset}" / "samples.parquet").set_index("sample_key") for n in names]
+        pos = frames[0]["has_subject"].astype(bool)
+        return sum(f.loc[pos[pos].index, list(METRICS)] for f in frames) / len(frames)
+
+    full = per_image(("liftnet-full", "liftnet-full-s1"))
+    naive = per_image(("liftnet-naive", "liftnet-naive-s1"))
+    d = (full - naive.loc[full.index]).dropna()
+    return {m: bootstrap_mean(d[m].to_numpy(), n_boot=2000, seed=0) for m in METRICS}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "proof")
@@ -77,23 +128,33 @@ def main() -> None:
        "--ids", ROOT / "examples" / "splits" / "ecssd-test.txt", *DB)
     sh(BIN / "evalhub", "import-dataset", "ccp", "--images", DATA / "ccp" / "images", "--masks", DATA / "ccp" / "masks",
        "--metadata", DATA / "ccp" / "metadata.csv", *DB)
-    for name in RELEASE_NAMES:
-        sh(BIN / "evalhub", "release", "add", name, "--onnx", RELEASES / name / "model.onnx", "--manifest", RELEASES / name / "release.yaml", *DB)
+    for name, folder in RELEASES_USED.items():
+        sh(BIN / "evalhub", "release", "add", name, "--onnx", folder / "model.onnx", "--manifest", folder / "release.yaml", *DB)
     runs: dict[str, tuple[str, str]] = {}
+    compares = []
     for dataset in ("ecssd-test", "ccp"):
         sh(BIN / "evalhub", "release", "baseline", f"ellipse-{dataset}", "--dataset", dataset, "--method", "ellipse",
            "--out", out / "preds" / f"ellipse-{dataset}", *W, *DB)
-        for release in (f"ellipse-{dataset}", *RELEASE_NAMES):
-            run = f"{release.split('-')[0] if release.startswith('ellipse') else release}-{dataset}"
-            sh(BIN / "evalhub", "score", "--release", release, "--dataset", dataset, "--out", out / "runs" / run, "--no-progress", *W, *DB)
-            runs[run] = (release.split("-")[0] if release.startswith("ellipse") else release, dataset)
-        for a, b in (("naive", "edges"), ("naive", "full"), ("edges", "full")):
-            text = sh(BIN / "evalhub", "compare", out / "runs" / f"liftnet-{a}-{dataset}", out / "runs" / f"liftnet-{b}-{dataset}")
-            (out / f"compare-{a}-{b}-{dataset}.txt").write_text(text)
+        for release in (f"ellipse-{dataset}", *RELEASES_USED):
+            short = "ellipse" if release.startswith("ellipse") else release
+            run = f"{short}-{dataset}"
+            if not (out / "runs" / run / "summary.json").is_file():
+                sh(BIN / "evalhub", "score", "--release", release, "--dataset", dataset, "--out", out / "runs" / run, "--no-progress", *W, *DB)
+            runs[run] = (short, dataset)
+        for a, b, what in COMPARISONS:
+            target = out / f"compare-{a}-{b}-{dataset}.json"
+            text = sh(BIN / "evalhub", "compare", out / "runs" / f"{a}-{dataset}", out / "runs" / f"{b}-{dataset}", "--out", target)
             print(text)
-    md = markdown(table_rows(out, runs))
-    (out / "table.md").write_text(md + "\n")
-    print(md)
+            compares.append((dataset, a, b, what, json.loads(target.read_text())))
+    md = [markdown(table_rows(out, runs)), "", compare_markdown(compares), ""]
+    md += ["| test set | seed-averaged full - naive | IoU | boundary F1 | Boundary IoU |", "|---|---|---|---|---|"]
+    for dataset in ("ecssd-test", "ccp"):
+        s = seed_averaged(out, dataset)
+        md.append(f"| {dataset} | 2 seeds each, {s['iou']['n']} images | "
+                  + " | ".join(f"{s[m]['mean']:+.3f} [{s[m]['lo']:+.3f}, {s[m]['hi']:+.3f}]" for m in METRICS) + " |")
+    text = "\n".join(md)
+    (out / "tables.md").write_text(text + "\n")
+    print(text)
 
 
 if __name__ == "__main__":
