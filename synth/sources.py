@@ -326,13 +326,29 @@ def hole_mask(mask: np.ndarray, dilate_px: int) -> np.ndarray:
     return m > 0
 
 
+def _plate_check(subject: np.ndarray, pool: BackgroundPool, out_hw: tuple[int, int] | None) -> tuple[float, str | None]:
+    """A masked plate's inpainted share, and why it cannot be used (None when it can): its subject
+    covers more than ``max_subject_fraction``, or no crop of ``out_hw`` is within
+    ``max_inpainted_fraction`` (:func:`synth.plates.min_share`)."""
+    from synth.plates import min_share
+
+    frac = float(subject.mean())
+    if frac > pool.max_subject_fraction:
+        return frac, f"subject covers {frac:.0%} of the frame (> max_subject_fraction {pool.max_subject_fraction})"
+    hole = hole_mask(subject, pool.dilate_px)
+    inpainted = float(hole.mean())
+    if pool.clean_crops and out_hw is not None:
+        best = min_share(hole, out_hw, pool.crop_zoom)
+        if best > pool.max_inpainted_fraction:
+            return inpainted, f"every crop is at least {best:.0%} inpainted (> max_inpainted_fraction {pool.max_inpainted_fraction})"
+    return inpainted, None
+
+
 def scan_backgrounds(pool: BackgroundPool, out_hw: tuple[int, int] | None = None) -> tuple[list[BackgroundItem], list[QuarantineEntry]]:
     """Pair and validate a background pool (same rules as :func:`scan_foregrounds`); masked photos
     whose subject covers more than ``max_subject_fraction`` are skipped (``kind='skipped'``), and so
     are masked photos with no crop of ``out_hw`` whose inpainted share is within
     ``max_inpainted_fraction`` (:func:`synth.plates.min_share`)."""
-    from synth.plates import min_share
-
     quarantine: list[QuarantineEntry] = []
     images = _list_by_stem(pool.images, pool.name, quarantine)
     masks = _list_by_stem(pool.masks, pool.name, quarantine) if pool.kind == "masked" else {}
@@ -355,29 +371,10 @@ def scan_backgrounds(pool: BackgroundPool, out_hw: tuple[int, int] | None = None
                         mask_path,
                         f"mask is {mask.shape[1]}x{mask.shape[0]} but its photo is {rgb.shape[1]}x{rgb.shape[0]} (WxH)",
                     )
-                frac = float((mask > 127).mean())
-                if frac > pool.max_subject_fraction:
-                    quarantine.append(
-                        QuarantineEntry(
-                            bg_id, str(mask_path),
-                            f"subject covers {frac:.0%} of the frame (> max_subject_fraction {pool.max_subject_fraction})",
-                            kind="skipped",
-                        )
-                    )
+                inpainted, why = _plate_check(mask > 127, pool, out_hw)
+                if why is not None:
+                    quarantine.append(QuarantineEntry(bg_id, str(mask_path), why, kind="skipped"))
                     continue
-                hole = hole_mask(mask > 127, pool.dilate_px)
-                inpainted = float(hole.mean())
-                if pool.clean_crops and out_hw is not None:
-                    best = min_share(hole, out_hw, pool.crop_zoom)
-                    if best > pool.max_inpainted_fraction:
-                        quarantine.append(
-                            QuarantineEntry(
-                                bg_id, str(mask_path),
-                                f"every crop is at least {best:.0%} inpainted (> max_inpainted_fraction {pool.max_inpainted_fraction})",
-                                kind="skipped",
-                            )
-                        )
-                        continue
         except BadInput as bad:
             quarantine.append(QuarantineEntry(bg_id, bad.path, bad.reason))
             continue
