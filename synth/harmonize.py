@@ -1,5 +1,12 @@
 """Harmonization: make a pasted subject look as if it was photographed in the background's scene.
 
+Two families live here. *Illumination harmonization* (:func:`illumination_harmonize`, the recipe
+default) transfers the scene's light: exposure, white balance and contrast read in a band around the
+subject, a bounded, shrunk correction towards what real subjects under that light show, and the
+subject's own colours kept. *Colour transfer* (:func:`reinhard`, :func:`histogram_match`) and
+gradient-domain blending (:func:`poisson_blend`) are kept as options; ``synth realism``
+(:mod:`synth.realism`) measures all of them on real photos against doing nothing.
+
 Colour arrays are ``(H, W, 3)`` float32 RGB in [0, 1]; alphas ``(H, W)`` float32 in [0, 1]; subject
 statistics are alpha-weighted. CIELAB values follow OpenCV's float conversion (L in [0, 100],
 a and b roughly in [-127, 127]).

@@ -9,7 +9,6 @@ the fraction of the window's pixels inside the hole. Windows are chosen by their
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import cv2
@@ -49,28 +48,52 @@ def integral(hole: np.ndarray) -> np.ndarray:
     return cv2.integral(hole.astype(np.uint8), sdepth=cv2.CV_64F)
 
 
-def window_share(table: np.ndarray, win: Window) -> float:
-    """Inpainted share of a window: the hole's pixel count inside it (pixel grid, window rounded to
-    whole pixels) over the window's pixel count, in [0, 1]."""
+def window_shares(table: np.ndarray, x: np.ndarray, y: np.ndarray, w: np.ndarray, h: np.ndarray) -> np.ndarray:
+    """Inpainted shares of many windows at once (vectorised :func:`window_share`).
+
+    Args:
+        table: :func:`integral` of the hole. x, y, w, h: ``(N,)`` float window corners and sizes in
+            photo pixels.
+
+    Returns:
+        ``(N,)`` float64 in [0, 1]: the hole's pixel count inside each window (rounded to whole
+        pixels, at least one pixel, clipped to the photo) over the window's pixel count.
+    """
     H, W = table.shape[0] - 1, table.shape[1] - 1
-    x0, y0 = max(0, int(round(win.x))), max(0, int(round(win.y)))
-    x1, y1 = min(W, max(x0 + 1, int(round(win.x + win.w)))), min(H, max(y0 + 1, int(round(win.y + win.h))))
+    x0 = np.clip(np.rint(x), 0, None).astype(np.int64)
+    y0 = np.clip(np.rint(y), 0, None).astype(np.int64)
+    x1 = np.minimum(W, np.maximum(x0 + 1, np.rint(x + w).astype(np.int64)))
+    y1 = np.minimum(H, np.maximum(y0 + 1, np.rint(y + h).astype(np.int64)))
     s = table[y1, x1] - table[y0, x1] - table[y1, x0] + table[y0, x0]
-    return float(s / ((x1 - x0) * (y1 - y0)))
+    return s / ((x1 - x0) * (y1 - y0))
 
 
-def candidates(photo_hw: tuple[int, int], out_hw: tuple[int, int], zoom: tuple[float, float]) -> list[tuple[float, float, float]]:
-    """Candidate ``(offset_x, offset_y, zoom)`` triples: a :data:`GRID` x :data:`GRID` grid at each of
-    :data:`ZOOM_LEVELS` zoom levels over ``zoom``."""
-    zs = sorted({round(z, 6) for z in np.linspace(zoom[0], zoom[1], ZOOM_LEVELS)})
+def window_share(table: np.ndarray, win: Window) -> float:
+    """Inpainted share of one window (see :func:`window_shares`), in [0, 1]."""
+    return float(window_shares(table, *(np.array([v], np.float64) for v in (win.x, win.y, win.w, win.h)))[0])
+
+
+def candidates(photo_hw: tuple[int, int], out_hw: tuple[int, int], zoom: tuple[float, float]) -> np.ndarray:
+    """Candidate ``(offset_x, offset_y, zoom)`` triples, ``(N, 3)`` float64: a :data:`GRID` x
+    :data:`GRID` grid at each of :data:`ZOOM_LEVELS` zoom levels over ``zoom``, zoom-major."""
+    zs = np.array(sorted({round(z, 6) for z in np.linspace(zoom[0], zoom[1], ZOOM_LEVELS)}))
     g = np.linspace(0.0, 1.0, GRID)
-    return [(float(u), float(v), float(z)) for z in zs for v in g for u in g]
+    z, v, u = np.meshgrid(zs, g, g, indexing="ij")
+    return np.stack([u.ravel(), v.ravel(), z.ravel()], axis=1)
+
+
+def _candidate_shares(table: np.ndarray, photo_hw: tuple[int, int], out_hw: tuple[int, int], cand: np.ndarray) -> np.ndarray:
+    h, w = photo_hw
+    oh, ow = out_hw
+    s = np.minimum(h / oh, w / ow) * cand[:, 2]
+    wh, ww = oh * s, ow * s
+    return window_shares(table, cand[:, 0] * (w - ww), cand[:, 1] * (h - wh), ww, wh)
 
 
 def min_share(hole: np.ndarray, out_hw: tuple[int, int], zoom: tuple[float, float]) -> float:
     """The smallest inpainted share over the :func:`candidates` windows of a plate."""
-    t = integral(hole)
-    return min(window_share(t, cover_window(hole.shape, out_hw, (u, v), z)) for u, v, z in candidates(hole.shape, out_hw, zoom))
+    cand = candidates(hole.shape, out_hw, zoom)
+    return float(_candidate_shares(integral(hole), hole.shape, out_hw, cand).min())
 
 
 def choose_window(
@@ -78,7 +101,8 @@ def choose_window(
 ) -> tuple[tuple[float, float, float], float]:
     """The crop of a sample: the drawn ``(offset_x, offset_y, zoom)`` when its inpainted share is at
     most ``max_share``, else the candidate within the bound nearest to it (Euclidean in
-    ``(offset_x, offset_y, zoom)``), else the candidate with the smallest share. Deterministic.
+    ``(offset_x, offset_y, zoom)``; ties to the first in :func:`candidates` order), else the
+    candidate with the smallest share. Deterministic.
 
     Returns:
         ``((offset_x, offset_y, zoom), share)``; share 0 for a plate without a hole.
@@ -89,14 +113,15 @@ def choose_window(
     share = window_share(t, cover_window(hole.shape, out_hw, drawn[:2], drawn[2]))
     if share <= max_share:
         return drawn, share
-    best, best_key = None, None
-    for c in candidates(hole.shape, out_hw, zoom):
-        s = window_share(t, cover_window(hole.shape, out_hw, c[:2], c[2]))
-        d = math.dist(c, drawn)
-        key = (0, d) if s <= max_share else (1, s)
-        if best_key is None or key < best_key:
-            best, best_key = (c, s), key
-    return best
+    cand = candidates(hole.shape, out_hw, zoom)
+    shares = _candidate_shares(t, hole.shape, out_hw, cand)
+    ok = shares <= max_share
+    if ok.any():
+        d = np.sqrt(((cand - np.asarray(drawn)) ** 2).sum(axis=1))
+        i = int(np.argmin(np.where(ok, d, np.inf)))
+    else:
+        i = int(np.argmin(shares))
+    return (float(cand[i, 0]), float(cand[i, 1]), float(cand[i, 2])), float(shares[i])
 
 
 def crop_plate(photo: np.ndarray, out_hw: tuple[int, int], offset: tuple[float, float], zoom: float) -> np.ndarray:
