@@ -101,7 +101,7 @@ def test_test_split_is_disjoint_from_training():
     splits = {s: set((ROOT / "examples" / "splits" / f"ecssd-{s}.txt").read_text().split()) for s in ("train", "val", "test")}
     assert not (splits["train"] & splits["test"]) and not (splits["train"] & splits["val"]) and not (splits["val"] & splits["test"])
     assert sum(len(v) for v in splits.values()) == len(list((ECSSD / "images").glob("*.jpg")))
-    for name in ("ecssd-train-full", "ecssd-train-naive"):
+    for name in ("ecssd-train-full", "ecssd-train-all", "ecssd-train-naive"):
         doc = yaml.safe_load((ROOT / "examples" / "recipes" / f"{name}.yaml").read_text())
         for pool in doc["sources"]["foregrounds"] + doc["sources"]["backgrounds"]:
             assert pool["ids"] == "../splits/ecssd-train.txt"
@@ -121,7 +121,7 @@ def test_each_ablation_changes_exactly_its_component():
 
     from synth.recipe import parse_recipe
 
-    full = parse_recipe(yaml.safe_load((ROOT / "examples" / "recipes" / "ecssd-train-full.yaml").read_text()),
+    full = parse_recipe(yaml.safe_load((ROOT / "examples" / "recipes" / "ecssd-train-all.yaml").read_text()),
                         base=ROOT / "examples" / "recipes").model_dump(mode="json")
     changed = {
         "no-harmonization": {"harmonization"},

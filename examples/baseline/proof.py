@@ -9,10 +9,10 @@ Runs, with a catalog of its own (``OUT/liftlab.db``):
   composited into any training set) and all of CCP (1,004 photos of people: a domain shift);
 - ``evalhub release add --onnx`` for every release in :data:`RELEASES_USED`: the shipped
   ``liftnet-naive`` and ``liftnet-full`` (seed 0), and under ``examples/releases/proof/`` their
-  seed-1 repeats and the four ablations (each the full recipe with one component turned back,
-  ``examples/baseline/ablations.py``); ``evalhub release baseline --method ellipse``;
-- ``evalhub score`` of all on both sets, and ``evalhub compare`` naive -> full (each seed), naive
-  seed 0 -> seed 1 (the seed spread) and each ablation -> full.
+  seed-1 repeats, ``liftnet-all`` (every realism component on, two seeds) and its four ablations
+  (one component turned back each, ``examples/baseline/ablations.py``);
+  ``evalhub release baseline --method ellipse``;
+- ``evalhub score`` of all on both sets, and the ``evalhub compare`` pairs of :data:`COMPARISONS`.
 
 Tables: means with seeded 95 % bootstrap CIs (2,000 resamples of images) of IoU, boundary F1 and
 Boundary IoU over images with a subject, ECE (15 equal-width bins) and AURC of the gate over all
@@ -44,21 +44,31 @@ RELEASES_USED = {
     "liftnet-naive-s1": PROOF / "liftnet-naive-s1",
     "liftnet-full": RELEASES / "liftnet-full",
     "liftnet-full-s1": PROOF / "liftnet-full-s1",
-    "liftnet-no-harmonization": PROOF / "liftnet-no-harmonization",
-    "liftnet-no-clean-plates": PROOF / "liftnet-no-clean-plates",
-    "liftnet-no-camera": PROOF / "liftnet-no-camera",
-    "liftnet-plate-occluders": PROOF / "liftnet-plate-occluders",
+    "liftnet-all": PROOF / "liftnet-all",
+    "liftnet-all-s1": PROOF / "liftnet-all-s1",
+    "liftnet-all-no-harmonization": PROOF / "liftnet-all-no-harmonization",
+    "liftnet-all-no-camera": PROOF / "liftnet-all-no-camera",
+    "liftnet-all-plate-occluders": PROOF / "liftnet-all-plate-occluders",
+    "liftnet-all-no-clean-plates": PROOF / "liftnet-all-no-clean-plates",
+    "liftnet-all-no-clean-plates-s1": PROOF / "liftnet-all-no-clean-plates-s1",
 }
-"""Release name -> folder (model.onnx + release.yaml)."""
+"""Release name -> folder (model.onnx + release.yaml). ``all``: every realism component on
+(ecssd-train-all.yaml); ``all-no-X``: one component off (examples/baseline/ablations.py);
+``full``: the default recipe (ecssd-train-full.yaml), i.e. ``all`` without clean plates and without
+the soft-alpha edge work."""
 COMPARISONS = (
-    ("liftnet-naive", "liftnet-full", "recipe, seed 0"),
-    ("liftnet-naive-s1", "liftnet-full-s1", "recipe, seed 1"),
+    ("liftnet-naive", "liftnet-full", "the default recipe, seed 0"),
+    ("liftnet-naive-s1", "liftnet-full-s1", "the default recipe, seed 1"),
     ("liftnet-naive", "liftnet-naive-s1", "seed spread, naive"),
     ("liftnet-full", "liftnet-full-s1", "seed spread, full"),
-    ("liftnet-no-harmonization", "liftnet-full", "adding illumination harmonization"),
-    ("liftnet-no-clean-plates", "liftnet-full", "adding clean plates"),
-    ("liftnet-no-camera", "liftnet-full", "adding depth of field + sensor noise"),
-    ("liftnet-plate-occluders", "liftnet-full", "cut-out instead of plate occluders"),
+    ("liftnet-naive", "liftnet-all", "every component on, seed 0"),
+    ("liftnet-all", "liftnet-all-s1", "seed spread, all on"),
+    ("liftnet-all-no-harmonization", "liftnet-all", "adding illumination harmonization"),
+    ("liftnet-all-no-camera", "liftnet-all", "adding depth of field + sensor noise"),
+    ("liftnet-all-plate-occluders", "liftnet-all", "cut-out instead of plate occluders"),
+    ("liftnet-all-no-clean-plates", "liftnet-all", "adding clean plates"),
+    ("liftnet-all-no-clean-plates", "liftnet-full", "dropping the soft-alpha edge work, seed 0"),
+    ("liftnet-all-no-clean-plates-s1", "liftnet-full-s1", "dropping the soft-alpha edge work, seed 1"),
 )
 """(A, B, what B - A measures)."""
 METRICS = ("iou", "boundary_f1", "boundary_iou")
