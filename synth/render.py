@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 
 from synth import augment, camera, harmonize, plates
@@ -91,6 +92,11 @@ def _plate(ctx: BuildContext, spec: SampleSpec, out_hw: tuple[int, int]) -> tupl
     return crop.astype(np.float32) / 255.0, rec
 
 
+LIGHT_Z_SIDE = 256
+"""The light-mismatch statistic is measured at most this many pixels on the longer side (area
+averaging): it is a mean over regions, and at 1024 px a full-resolution pass costs a fifth of a sample."""
+
+
 def _light_z(image: np.ndarray, alpha: np.ndarray, band_stats: np.ndarray) -> float | None:
     """How unusual the subject's light is for its surround, in standard deviations of real photos:
     the root mean square over the four :data:`synth.harmonize.ILLUMINATION_STATS` of the residual
@@ -101,6 +107,22 @@ def _light_z(image: np.ndarray, alpha: np.ndarray, band_stats: np.ndarray) -> fl
     resid = harmonize.illumination_stats(image, alpha) - prior.predict(band_stats)
     z = resid / np.asarray(prior.residual_sd)
     return round(float(np.sqrt(np.mean(z * z))), 6) if np.all(np.isfinite(z)) else None
+
+
+def _light_mismatch(before: np.ndarray, after: np.ndarray, alpha: np.ndarray, plate: np.ndarray) -> tuple[float | None, float | None]:
+    """:func:`_light_z` of the composite before and after harmonization, against the plate's
+    surround band, measured at :data:`LIGHT_Z_SIDE` px on the longer side (outputs that size or
+    smaller are measured as they are)."""
+    h, w = alpha.shape
+    f = LIGHT_Z_SIDE / max(h, w)
+    if f < 1.0:
+        size = (max(1, round(w * f)), max(1, round(h * f)))
+        before, after, alpha, plate = (cv2.resize(np.ascontiguousarray(x), size, interpolation=cv2.INTER_AREA) for x in (before, after, alpha, plate))
+    band = harmonize.surround_band(alpha, harmonize.DEFAULT_PRIOR.band_fraction)
+    if not band.any() or alpha.max() <= 0:
+        return None, None
+    band_stats = harmonize.illumination_stats(plate, band)
+    return _light_z(before, alpha, band_stats), _light_z(after, alpha, band_stats)
 
 
 def part_path(out_dir: Path, sample_id: str) -> Path:
@@ -199,12 +221,8 @@ def render_sample(ctx: BuildContext, spec: SampleSpec) -> dict[str, Any]:
             image = harmonize.poisson_blend(image, alpha, plate, h.poisson_mode, strength)
         if h.light_wrap.enabled:
             image = harmonize.light_wrap(image, alpha, plate, h.light_wrap.radius_px, h.light_wrap.strength)
-        band = harmonize.surround_band(alpha, harmonize.DEFAULT_PRIOR.band_fraction)
-        if band.any():
-            band_stats = harmonize.illumination_stats(plate, band)
-            image0, _ = composite_layers(plate, naive)
-            light_before = _light_z(image0, alpha, band_stats)
-            light_after = _light_z(image, alpha, band_stats)
+        image0, _ = composite_layers(plate, naive)
+        light_before, light_after = _light_mismatch(image0, image, alpha, plate)
 
     if (p["brightness"], p["contrast"], p["saturation"], p["hue_deg"]) != (1.0, 1.0, 1.0, 0.0):
         image = augment.color_jitter(image, p["brightness"], p["contrast"], p["saturation"], p["hue_deg"])
