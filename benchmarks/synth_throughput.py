@@ -6,7 +6,8 @@ speed-up, and peak RSS at two dataset sizes. Prints a Markdown table.
 The recipe is the demo (examples/recipes/ecssd-demo.yaml) as shipped: the default realism settings
 (illumination harmonization, clean plates, depth of field, sensor noise, cut-out occluders). It is
 also timed with the previous full recipe's settings (:data:`PREVIOUS_FULL`), per sample, at both
-sizes (target: the new default no slower). Composite rates use the build's own ``composite`` phase
+sizes, alternating, three runs each, medians (target: the new default no slower). Composite rates
+use the build's own ``composite`` phase
 timing (subject preparation is a separate, cached phase). The codec floor does only what no
 compositor can avoid for the same samples: decode a subject photo, its mask and a background photo,
 resize to the output size, encode one JPEG and three PNGs.
@@ -23,6 +24,7 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
 import argparse  # noqa: E402
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -41,6 +43,7 @@ from synth.io import encode_jpeg, encode_png, read_gray, read_rgb  # noqa: E402
 from synth.recipe import load_recipe  # noqa: E402
 
 DEMO = ROOT / "examples" / "recipes" / "ecssd-demo.yaml"
+REPEATS = 3
 
 
 PREVIOUS_FULL = {
@@ -74,7 +77,8 @@ def bench_recipe(n: int, size: int, cache: Path, variant: str = "default"):
 
 
 def composite_rate(n: int, size: int, workers: int, cache: Path, tmp: Path, variant: str = "default") -> float:
-    res = build(bench_recipe(n, size, cache, variant), tmp / f"b{size}-{workers}-{variant}", workers=workers, progress=False)
+    out = tmp / f"b{size}-{workers}-{variant}"
+    res = build(bench_recipe(n, size, cache, variant), out, workers=workers, progress=False, overwrite=out.exists())
     return n / res.report["timings_s"]["composite"]
 
 
@@ -124,9 +128,14 @@ def main() -> None:
         rows, previous = [], []
         for size, n in ((512, args.n512), (1024, args.n1024)):
             floor = codec_floor(n, size)
-            rate = composite_rate(n, size, 1, cache, tmp)
+            # the two recipes alternate, REPEATS times each; medians (one run is +-15 % on this machine)
+            runs = {"default": [], "previous": []}
+            for _ in range(REPEATS):
+                for variant in runs:
+                    runs[variant].append(composite_rate(n, size, 1, cache, tmp, variant))
+            rate, prev = statistics.median(runs["default"]), statistics.median(runs["previous"])
             rows.append((size, n, rate, floor))
-            previous.append((size, n, rate, composite_rate(n, size, 1, cache, tmp, "previous")))
+            previous.append((size, n, rate, prev))
         r2 = composite_rate(args.n512, 512, 2, cache, tmp)
         rss = [(n, peak_rss_mb(n, cache, tmp)) for n in args.rss_sizes]
     print(f"machine: {os.cpu_count()} cores, python {sys.version.split()[0]}, opencv {cv2.__version__}\n")

@@ -362,11 +362,19 @@ def surround_band(alpha: np.ndarray, band_fraction: float) -> np.ndarray:
         return np.zeros(alpha.shape, bool)
     d = float(np.hypot(box[0].stop - box[0].start, box[1].stop - box[1].start))
     r = max(4, int(round(band_fraction * d)))
+    # Only the subject's box grown by r + 3 px can hold band pixels (farther ones are more than r
+    # from every subject pixel, and the support grows by 2 px), and the whole subject lies inside
+    # it, so distances computed there are exact.
+    h, w = alpha.shape
+    y0, y1 = max(0, box[0].start - r - 3), min(h, box[0].stop + r + 3)
+    x0, x1 = max(0, box[1].start - r - 3), min(w, box[1].stop + r + 3)
+    out = np.zeros(alpha.shape, bool)
     # exact Euclidean distance to the subject (Felzenszwalb-Huttenlocher in OpenCV): linear time,
     # where a dilation by a disk of radius r costs O(r) per pixel
-    dist = cv2.distanceTransform((~inside).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
-    support = cv2.dilate((alpha > 0).astype(np.uint8), np.ones((5, 5), np.uint8))
-    return (dist <= r) & (support == 0)
+    dist = cv2.distanceTransform((~inside[y0:y1, x0:x1]).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+    support = cv2.dilate((alpha[y0:y1, x0:x1] > 0).astype(np.uint8), np.ones((5, 5), np.uint8))
+    out[y0:y1, x0:x1] = (dist <= r) & (support == 0)
+    return out
 
 
 def illumination_stats(rgb: np.ndarray, weights: np.ndarray) -> np.ndarray:
