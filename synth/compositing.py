@@ -56,6 +56,20 @@ class Layer:
         return np.divide(self.premult, a, out=np.zeros_like(self.premult), where=a > 1e-6)
 
 
+def subject_alpha(layers: list[Layer], shape: tuple[int, int]) -> np.ndarray:
+    """The alpha :func:`composite_layers` returns for ``layers``, without compositing colours:
+    subject layers unioned with :func:`alpha_union`, occluders removing their coverage.
+
+    Returns:
+        ``(H, W)`` float32 in [0, 1] (``shape`` when there is no layer).
+    """
+    alpha = np.zeros(shape, np.float32)
+    for layer in layers:
+        a = layer.alpha
+        alpha = alpha_union(a, alpha) if layer.is_subject else (1.0 - a) * alpha
+    return np.clip(alpha, 0.0, 1.0)
+
+
 def composite_layers(bg: np.ndarray, layers: list[Layer]) -> tuple[np.ndarray, np.ndarray]:
     """Composite layers back to front over ``bg``.
 
@@ -71,12 +85,9 @@ def composite_layers(bg: np.ndarray, layers: list[Layer]) -> tuple[np.ndarray, n
         ``(image, alpha)``: ``(H, W, 3)`` float32 and ``(H, W)`` float32, both in [0, 1].
     """
     image = bg.astype(np.float32).copy()
-    alpha = np.zeros(bg.shape[:2], np.float32)
     for layer in layers:
-        a = layer.alpha
-        image = layer.premult + (1.0 - a)[..., None] * image
-        alpha = alpha_union(a, alpha) if layer.is_subject else (1.0 - a) * alpha
-    return np.clip(image, 0.0, 1.0), np.clip(alpha, 0.0, 1.0)
+        image = layer.premult + (1.0 - layer.alpha)[..., None] * image
+    return np.clip(image, 0.0, 1.0), subject_alpha(layers, bg.shape[:2])
 
 
 def placement_matrix(

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 
 from synth import augment, camera, harmonize, plates
-from synth.compositing import Layer, composite_layers, cover_crop, cutout_occluder_layer, occluder_layer, warp_layer
+from synth.compositing import Layer, composite_layers, cover_crop, cutout_occluder_layer, occluder_layer, subject_alpha, warp_layer
 from synth.edges import band_radius, trimap_from_alpha
 from synth.io import atomic_write_bytes, atomic_write_text, encode_jpeg, encode_png, sha256_bytes
 from synth.plan import SampleSpec
@@ -167,8 +167,9 @@ def render_sample(ctx: BuildContext, spec: SampleSpec) -> dict[str, Any]:
             f, a, out_hw, p["subject_scale"][j], p["subject_rotation_deg"][j],
             (p["subject_center_x"][j], p["subject_center_y"][j]), p["subject_anchor"][j],
         ))
+    # the subjects' union alpha, which the shadow and the occluder placement both read
+    union = subject_alpha(naive, out_hw) if naive and (p.get("shadow_opacity", 0.0) > 0 or p.get("occluded")) else None
     if p.get("shadow_opacity", 0.0) > 0 and naive:
-        _, union = composite_layers(plate, naive)
         rows = np.flatnonzero(union.max(axis=1) > 0.5)
         height = float(rows[-1] - rows[0] + 1) if rows.size else 0.0
         plate = camera.contact_shadow(plate, union, p["shadow_opacity"], p["shadow_blur"] * height, p["shadow_offset"] * height)
@@ -195,18 +196,17 @@ def render_sample(ctx: BuildContext, spec: SampleSpec) -> dict[str, Any]:
 
     occlusion_achieved = None
     if p.get("occluded"):
-        _, subject_alpha = composite_layers(plate, naive)
         if "occluder_fg_id" in p:
             f, a = _fg(ctx, p["occluder_fg_id"])
             res = cutout_occluder_layer(
-                f, a, subject_alpha, p["occluder_scale"], p["occluder_rotation_deg"], p["occlusion_coverage"],
+                f, a, union, p["occluder_scale"], p["occluder_rotation_deg"], p["occlusion_coverage"],
                 p["occlusion_angle_deg"], p["occlusion_side"],
             )
             occ, occlusion_achieved = res if res is not None else (None, None)
         else:
             occ_plate = cover_crop(_bg(ctx, p["occluder_bg_id"])[0], out_hw, (p["occluder_offset_x"], p["occluder_offset_y"]))
             occ = occluder_layer(
-                occ_plate.astype(np.float32) / 255.0, subject_alpha, p["occlusion_coverage"],
+                occ_plate.astype(np.float32) / 255.0, union, p["occlusion_coverage"],
                 p["occlusion_angle_deg"], p["occlusion_side"], r.occlusion.feather_px,
             )
         if occ is not None:
