@@ -65,15 +65,38 @@ def create_catalog_engine(url: str | None = None) -> Engine:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Run the Alembic migrations in :mod:`db.migrations` up to ``revision`` on ``engine``."""
+    """Run the Alembic migrations in :mod:`db.migrations` up to ``revision`` on ``engine``.
+
+    On SQLite, ``PRAGMA foreign_keys`` is off while the migrations run (batch migrations rebuild a
+    table by copy, drop and rename, and a ``DROP`` with foreign keys on would cascade into the rows
+    that reference it) and ``PRAGMA foreign_key_check`` must come back empty afterwards.
+
+    Raises:
+        RuntimeError: the migrated SQLite catalog violates a foreign key (rows named).
+    """
     from alembic import command
     from alembic.config import Config
 
     cfg = Config()
     cfg.set_main_option("script_location", str(_MIGRATIONS))
-    with engine.begin() as connection:
-        cfg.attributes["connection"] = connection
-        command.upgrade(cfg, revision)
+    sqlite = engine.dialect.name == "sqlite"
+    with engine.connect() as connection:
+        if sqlite:
+            connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            connection.commit()
+        try:
+            with connection.begin():
+                cfg.attributes["connection"] = connection
+                command.upgrade(cfg, revision)
+            if sqlite:
+                bad = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                connection.commit()
+                if bad:
+                    raise RuntimeError(f"catalog migration left rows that violate foreign keys: {bad[:10]}")
+        finally:
+            if sqlite:
+                connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+                connection.commit()
 
 
 def connect(url: str | None = None, migrate: bool = True) -> Engine:

@@ -2,7 +2,16 @@
 
 Revision ``0001`` holds the data side: datasets, their samples and every sample attribute. Later
 revisions add releases, runs, per-sample scores, campaigns, raters and ratings, all keyed on
-``samples.id`` so every pillar can join them.
+``samples.id`` so every pillar can join them. Revision ``0004`` makes the catalog the one store:
+
+* datasets and releases are versioned (``revision``, unique with ``name``; ``content_hash``
+  identifies identical content), never replaced;
+* per-sample metric values live in ``metric_values`` (one row per score and metric, named by the
+  registry :mod:`evalhub.registry`), so a new metric needs no migration;
+* what people made (runs, campaigns, their items, assignments, ratings) is never removed by a
+  cascade: those foreign keys are ``ON DELETE RESTRICT``; deleting is the explicit
+  :func:`db.catalog.delete` in dependency order. Parts of one record (a dataset's samples and
+  attributes, a run's scores and metric values, a rater's login sessions) still go with it.
 """
 
 from __future__ import annotations
@@ -23,12 +32,23 @@ class Base(DeclarativeBase):
 
 
 class Dataset(Base):
-    """A set of samples: a ``synth`` build (``kind='synth'``) or an imported real set."""
+    """A set of samples: a ``synth`` build (``kind='synth'``) or an imported real set.
+
+    ``(name, revision)`` is unique: registering different content under a name adds revision
+    ``n + 1`` and keeps every earlier one with what depends on it. ``content_hash`` (SHA-256 of the
+    sample records, attributes and recipe) makes registering identical content a no-op.
+    ``targets`` holds what a ``synth`` build was asked for (negatives share, split shares, balance
+    quota cells with their sample counts) so audits read the build's own targets back.
+    """
 
     __tablename__ = "datasets"
+    __table_args__ = (UniqueConstraint("name", "revision", name="uq_dataset_name_revision"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    name: Mapped[str] = mapped_column(String(200), unique=True, nullable=False)
+    name: Mapped[str] = mapped_column(String(200), nullable=False, index=True)
+    revision: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
+    content_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    targets: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     kind: Mapped[str] = mapped_column(String(32), nullable=False)
     root: Mapped[str] = mapped_column(Text, nullable=False)
     recipe: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
@@ -108,12 +128,17 @@ class SampleAttribute(Base):
 class Release(Base):
     """A model release: an ONNX model with its manifest (``kind='onnx'``) or a predictions folder
     (``kind='predictions'``). ``confidence_proxy`` is True when the release has no confidence output
-    and the documented proxy stands in for it."""
+    and the documented proxy stands in for it. Versioned like :class:`Dataset`: ``(name, revision)``
+    is unique and ``content_hash`` covers the model file (or the predictions listing), manifest and
+    threshold; ``version`` is the release's own label from its manifest."""
 
     __tablename__ = "releases"
+    __table_args__ = (UniqueConstraint("name", "revision", name="uq_release_name_revision"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    name: Mapped[str] = mapped_column(String(200), unique=True, nullable=False)
+    name: Mapped[str] = mapped_column(String(200), nullable=False, index=True)
+    revision: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
+    content_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
     kind: Mapped[str] = mapped_column(String(32), nullable=False)
     version: Mapped[str | None] = mapped_column(String(100), nullable=True)
     path: Mapped[str] = mapped_column(Text, nullable=False)
@@ -124,14 +149,16 @@ class Release(Base):
 
 
 class Run(Base):
-    """One scoring of a release on a dataset; ``path`` is the run folder (unique)."""
+    """One scoring of a release revision on a dataset revision; ``path`` is its run folder (unique:
+    a folder holds one run). ``summary`` is the whole run summary (means with CIs, gate
+    calibration, slices, quarantine, warnings); the run folder's files are exports of it."""
 
     __tablename__ = "runs"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     path: Mapped[str] = mapped_column(Text, unique=True, nullable=False)
-    release_id: Mapped[int] = mapped_column(ForeignKey("releases.id", ondelete="CASCADE"), nullable=False, index=True)
-    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"), nullable=False, index=True)
+    release_id: Mapped[int] = mapped_column(ForeignKey("releases.id", ondelete="RESTRICT"), nullable=False, index=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="RESTRICT"), nullable=False, index=True)
     settings: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     summary: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     n_scored: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
@@ -139,7 +166,7 @@ class Run(Base):
 
 
 class Score(Base):
-    """Per-sample scores of one run (metrics NULL where undefined: negatives, no alpha matte)."""
+    """One scored sample of a run: the gate's inputs; its metric values are :class:`MetricValue` rows."""
 
     __tablename__ = "scores"
     __table_args__ = (UniqueConstraint("run_id", "sample_id", name="uq_score_run_sample"),)
@@ -147,21 +174,23 @@ class Score(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), nullable=False, index=True)
     sample_id: Mapped[int] = mapped_column(ForeignKey("samples.id", ondelete="CASCADE"), nullable=False, index=True)
-    iou: Mapped[float | None] = mapped_column(Float)
-    dice: Mapped[float | None] = mapped_column(Float)
-    precision: Mapped[float | None] = mapped_column(Float)
-    recall: Mapped[float | None] = mapped_column(Float)
-    boundary_f1: Mapped[float | None] = mapped_column(Float)
-    boundary_iou: Mapped[float | None] = mapped_column(Float)
-    mae: Mapped[float | None] = mapped_column(Float)
-    sad: Mapped[float | None] = mapped_column(Float)
-    mse: Mapped[float | None] = mapped_column(Float)
-    grad: Mapped[float | None] = mapped_column(Float)
-    conn: Mapped[float | None] = mapped_column(Float)
     confidence: Mapped[float] = mapped_column(Float, nullable=False)
     accepted: Mapped[bool] = mapped_column(Boolean, nullable=False)
     acceptable: Mapped[bool] = mapped_column(Boolean, nullable=False)
     prediction_resized: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+
+
+class MetricValue(Base):
+    """One per-image metric value of a scored sample (``metric`` is a registry name; NULL where the
+    metric is undefined: negatives, no alpha matte)."""
+
+    __tablename__ = "metric_values"
+    __table_args__ = (UniqueConstraint("score_id", "metric", name="uq_metric_value"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    score_id: Mapped[int] = mapped_column(ForeignKey("scores.id", ondelete="CASCADE"), nullable=False, index=True)
+    metric: Mapped[str] = mapped_column(String(64), nullable=False, index=True)
+    value: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 class Rater(Base):
@@ -203,8 +232,8 @@ class Campaign(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True, nullable=False)
     kind: Mapped[str] = mapped_column(String(16), nullable=False)
-    run_a_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), nullable=False)
-    run_b_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), nullable=True)
+    run_a_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="RESTRICT"), nullable=False)
+    run_b_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="RESTRICT"), nullable=True)
     raters_per_item: Mapped[int] = mapped_column(Integer, nullable=False)
     settings: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=_utcnow, nullable=True)
@@ -218,9 +247,9 @@ class CampaignItem(Base):
     __table_args__ = (UniqueConstraint("campaign_id", "sample_id", name="uq_campaign_sample"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"), nullable=False, index=True)
-    sample_id: Mapped[int] = mapped_column(ForeignKey("samples.id", ondelete="CASCADE"), nullable=False, index=True)
-    left_run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), nullable=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="RESTRICT"), nullable=False, index=True)
+    sample_id: Mapped[int] = mapped_column(ForeignKey("samples.id", ondelete="RESTRICT"), nullable=False, index=True)
+    left_run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="RESTRICT"), nullable=True)
     stratum: Mapped[str | None] = mapped_column(String(200), nullable=True)
     weight: Mapped[float | None] = mapped_column(Float, nullable=True)
     is_gold: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
@@ -235,8 +264,8 @@ class Assignment(Base):
     __table_args__ = (UniqueConstraint("item_id", "rater_id", name="uq_assignment_item_rater"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    item_id: Mapped[int] = mapped_column(ForeignKey("campaign_items.id", ondelete="CASCADE"), nullable=False, index=True)
-    rater_id: Mapped[int] = mapped_column(ForeignKey("raters.id", ondelete="CASCADE"), nullable=False, index=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("campaign_items.id", ondelete="RESTRICT"), nullable=False, index=True)
+    rater_id: Mapped[int] = mapped_column(ForeignKey("raters.id", ondelete="RESTRICT"), nullable=False, index=True)
     position: Mapped[int] = mapped_column(Integer, nullable=False)
     done: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
 
@@ -254,9 +283,9 @@ class Rating(Base):
     __table_args__ = (UniqueConstraint("assignment_id", name="uq_rating_assignment"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    assignment_id: Mapped[int] = mapped_column(ForeignKey("assignments.id", ondelete="CASCADE"), nullable=False)
-    rater_id: Mapped[int] = mapped_column(ForeignKey("raters.id", ondelete="CASCADE"), nullable=False, index=True)
-    item_id: Mapped[int] = mapped_column(ForeignKey("campaign_items.id", ondelete="CASCADE"), nullable=False, index=True)
+    assignment_id: Mapped[int] = mapped_column(ForeignKey("assignments.id", ondelete="RESTRICT"), nullable=False)
+    rater_id: Mapped[int] = mapped_column(ForeignKey("raters.id", ondelete="RESTRICT"), nullable=False, index=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("campaign_items.id", ondelete="RESTRICT"), nullable=False, index=True)
     overall: Mapped[int | None] = mapped_column(Integer)
     edge: Mapped[int | None] = mapped_column(Integer)
     completeness: Mapped[str | None] = mapped_column(String(16))
@@ -264,7 +293,7 @@ class Rating(Base):
     artifacts: Mapped[list[str] | None] = mapped_column(JSON)
     would_use: Mapped[bool | None] = mapped_column(Boolean)
     choice: Mapped[str | None] = mapped_column(String(8))
-    winner_run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"), nullable=True)
+    winner_run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="RESTRICT"), nullable=True)
     reasons: Mapped[list[str] | None] = mapped_column(JSON)
     comment: Mapped[str | None] = mapped_column(Text)
     seconds: Mapped[float | None] = mapped_column(Float)

@@ -35,7 +35,8 @@ def datasets(database_url: Optional[str] = DB_OPT) -> None:
     if not rows:
         typer.echo("the catalog holds no dataset yet (run `synth build` or `evalhub import-dataset`)")
     for r in rows:
-        typer.echo(f"{r['name']}\t{r['kind']}\t{r['n_samples']} samples\t{r['root']}")
+        earlier = f" ({r['earlier_revisions']} earlier)" if r["earlier_revisions"] else ""
+        typer.echo(f"{r['name']}@{r['revision']}{earlier}\t{r['kind']}\t{r['n_samples']} samples\t{r['root']}")
 
 
 @app.command("import-dataset")
@@ -71,7 +72,8 @@ def import_dataset(
         typer.secho(f"warning: {w}", fg=typer.colors.YELLOW, err=True)
     for q in res.quarantine:
         typer.secho(f"quarantined {q['id']}: {q['path']}: {q['reason']}", fg=typer.colors.YELLOW, err=True)
-    typer.echo(f"imported {name}: {res.n_samples} samples ({res.n_negatives} without a subject), {len(res.quarantine)} quarantined")
+    what = f"imported {name} as revision {res.revision}" if res.created else f"{name}@{res.revision} already holds exactly this content; nothing written"
+    typer.echo(f"{what}: {res.n_samples} samples ({res.n_negatives} without a subject), {len(res.quarantine)} quarantined")
 
 
 @release_app.command("add")
@@ -87,7 +89,7 @@ def release_add(
     """Register an ONNX model with its manifest, or a folder of predictions made elsewhere."""
     import db
     from db.catalog import register_release
-    from evalhub.releases import PROXY_DESCRIPTION, OnnxRelease, ReleaseError, load_manifest, scan_predictions
+    from evalhub.releases import PROXY_DESCRIPTION, OnnxRelease, ReleaseError, load_manifest, release_content, scan_predictions
 
     if (onnx is None) == (predictions is None):
         _fail("give either --onnx with --manifest, or --predictions")
@@ -98,20 +100,29 @@ def release_add(
             man = load_manifest(manifest)
             rel = OnnxRelease(onnx, man)
             proxy = not rel.has_confidence
-            rid = register_release(db.connect(database_url), name, "onnx", str(onnx.resolve()), man.threshold,
-                                   man.model_dump(mode="json"), man.version, proxy)
+            reg = register_release(db.connect(database_url), name, "onnx", str(onnx.resolve()), man.threshold,
+                                   man.model_dump(mode="json"), man.version, proxy, release_content("onnx", onnx))
         else:
             if not 0 <= threshold <= 1:
                 _fail(f"--threshold must be in [0, 1], got {threshold}")
             files, conf = scan_predictions(predictions)
             proxy = conf is None
-            rid = register_release(db.connect(database_url), name, "predictions", str(predictions.resolve()), threshold,
-                                   {"n_masks": len(files), "confidences": conf is not None}, version, proxy)
+            reg = register_release(db.connect(database_url), name, "predictions", str(predictions.resolve()), threshold,
+                                   {"n_masks": len(files), "confidences": conf is not None}, version, proxy,
+                                   release_content("predictions", predictions))
     except (ReleaseError, FileNotFoundError) as exc:
         _fail(str(exc))
-    typer.echo(f"release {name} registered (id {rid})")
+    typer.echo(_registered("release", reg))
     if proxy:
         typer.secho(f"note: {PROXY_DESCRIPTION}", fg=typer.colors.YELLOW, err=True)
+
+
+def _registered(what: str, reg) -> str:
+    """One line about a :class:`db.catalog.Registration`."""
+    if not reg.created:
+        return f"{what} {reg.ref} already holds exactly this content; nothing written"
+    earlier = f" (revision {reg.revision - 1} and earlier stay, with their runs)" if reg.revision > 1 else ""
+    return f"{what} registered as {reg.ref}{earlier}"
 
 
 @release_app.command("baseline")
@@ -139,10 +150,12 @@ def release_baseline(
         _fail(exc.args[0])
     for e in res["errors"]:
         typer.secho(f"skipped {e['id']}: {e['error']}", fg=typer.colors.YELLOW, err=True)
-    rid = register_release(engine, name, "predictions", str(Path(out).resolve()), threshold,
+    from evalhub.releases import release_content
+
+    reg = register_release(engine, name, "predictions", str(Path(out).resolve()), threshold,
                            {"n_masks": res["n"], "confidences": method == "grabcut", "baseline": method}, f"baseline-{method}",
-                           method != "grabcut")
-    typer.echo(f"baseline {method}: {res['n']} predictions in {out}; release {name} registered (id {rid})")
+                           method != "grabcut", release_content("predictions", out))
+    typer.echo(f"baseline {method}: {res['n']} predictions in {out}; " + _registered("release", reg))
 
 
 @release_app.command("list")
@@ -197,7 +210,10 @@ def score_cmd(
     for q in res.quarantine:
         typer.secho(f"quarantined {q['id']}: {q['path']}: {q['reason']}", fg=typer.colors.YELLOW, err=True)
     typer.echo(_summary_lines(s))
-    typer.echo(f"run written to {res.out} (catalog run id {res.run_id})")
+    if res.reused:
+        typer.echo(f"{res.out} already holds this run (catalog run id {res.run_id}: same release, dataset and settings); nothing scored again")
+    else:
+        typer.echo(f"run written to {res.out} (catalog run id {res.run_id})")
 
 
 def _summary_lines(s: dict) -> str:
@@ -226,13 +242,17 @@ def compare_cmd(
     run_b: Path = typer.Argument(..., help="candidate run folder"),
     out: Optional[Path] = typer.Option(None, "--out", help="write compare.json here [default: RUN_B/compare-<A>.json]"),
     seed: int = typer.Option(0, "--seed"),
+    database_url: Optional[str] = DB_OPT,
 ) -> None:
-    """Paired comparison of two runs on the same dataset (B - A), overall and per slice."""
+    """Paired comparison of two runs on the same dataset (B - A), overall and per slice; both runs
+    are read from the catalog."""
+    import db
     from evalhub.compare import CompareError, compare_runs, format_compare
+    from evalhub.runs import RunNotFound
 
     try:
-        res = compare_runs(run_a, run_b, seed=seed)
-    except (CompareError, FileNotFoundError) as exc:
+        res = compare_runs(db.connect(database_url), run_a, run_b, seed=seed)
+    except (CompareError, RunNotFound) as exc:
         _fail(str(exc))
     from evalhub.scoring import _jsonable
 
@@ -248,13 +268,53 @@ def report_cmd(
     run: Path = typer.Argument(..., help="run folder"),
     compare: Optional[Path] = typer.Option(None, "--compare", help="a second run to compare against (B = this one)"),
     worst: int = typer.Option(8, "--worst", help="how many worst images to show as overlays"),
+    database_url: Optional[str] = DB_OPT,
 ) -> None:
-    """Write RUN/report.html (and report.json) with plots, slices and the worst images."""
+    """Write RUN/report.html (and report.json) with plots, slices and the worst images, from the run
+    the catalog holds."""
+    import db
     from evalhub.compare import CompareError
     from evalhub.report import write_report
+    from evalhub.runs import RunNotFound
 
     try:
-        html = write_report(run, compare, worst=worst)
-    except (CompareError, FileNotFoundError) as exc:
+        html = write_report(db.connect(database_url), run, compare, worst=worst)
+    except (CompareError, RunNotFound) as exc:
         _fail(str(exc))
     typer.echo(f"report written to {html}")
+
+
+@app.command("delete")
+def delete_cmd(
+    kind: str = typer.Argument(..., help="dataset | release | run"),
+    ref: str = typer.Argument(..., help="NAME (newest revision) or NAME@N; for a run, its folder or catalog id"),
+    yes: bool = typer.Option(False, "--yes", help="delete; without it, only list what would go"),
+    with_ratings: bool = typer.Option(False, "--with-ratings", help="allow deleting human ratings that depend on it"),
+    database_url: Optional[str] = DB_OPT,
+) -> None:
+    """Delete a dataset revision, release revision or run from the catalog, with the runs, campaigns,
+    assignments and ratings that depend on it. Lists what would go unless --yes; refuses while
+    ratings depend on it unless --with-ratings. Files (build and run folders) are never touched."""
+    import db
+    from db.catalog import KINDS, DeleteRefused, delete, dependents
+
+    if kind not in KINDS:
+        _fail(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    target: str | int = ref
+    if kind == "run":
+        target = int(ref) if ref.isdigit() else str(Path(ref).resolve())
+    engine = db.connect(database_url)
+    try:
+        dep = dependents(engine, kind, target)
+        if not yes:
+            typer.echo(f"would delete {kind} {dep.ref} with {dep.describe()} "
+                       f"({dep.n_items} campaign item(s), {dep.n_assignments} assignment(s)); pass --yes to delete")
+            if dep.n_ratings and not with_ratings:
+                typer.echo("ratings depend on it: --with-ratings is needed as well")
+            return
+        dep = delete(engine, kind, target, with_ratings=with_ratings)
+    except KeyError as exc:
+        _fail(exc.args[0])
+    except DeleteRefused as exc:
+        _fail(f"{exc} with --with-ratings")
+    typer.echo(f"deleted {kind} {dep.ref} with {dep.describe()}; files on disk were left as they are")

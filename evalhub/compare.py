@@ -9,13 +9,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from sqlalchemy import Engine
+
 from evalhub.calibration import aurc, brier, ece
-from evalhub.metrics import HIGHER_IS_BETTER
-from evalhub.scoring import load_run
-from evalhub.slicing import slice_seed, iter_slices, sliceable
+from evalhub.groups import GroupSettings, group_labels, grouped_stats
+from evalhub.registry import HIGHER_IS_BETTER, names
+from evalhub.runs import read_run
+from evalhub.slicing import parse_intersections, sliceable
 from evalhub.stats import LEVEL, N_BOOT, bootstrap_indices, holm, paired_bootstrap, percentile_interval, shifted_p_value
 
-COMPARE_METRICS = ("iou", "boundary_f1", "boundary_iou", "dice", "mae", "sad", "mse", "grad", "conn")
+COMPARE_METRICS = names(level="image", compare=True)
 GATE_STATS = {"ece": ece, "brier": brier, "aurc": aurc}
 
 
@@ -66,7 +69,38 @@ def _gate_deltas(j: pd.DataFrame, n_boot: int, seed: int, level: float = LEVEL) 
     return out
 
 
-def compare_runs(run_a: str | Path, run_b: str | Path, n_boot: int = N_BOOT, seed: int = 0, min_n: int | None = None) -> dict[str, Any]:
+def _slice_deltas(j: pd.DataFrame, metrics: list[str], attributes: list[str], intersections: str | None,
+                  settings: GroupSettings) -> list[dict[str, Any]]:
+    """Per slice of A's attributes, B - A of each metric with a paired CI from the grouped engine
+    (:meth:`evalhub.groups.GroupedStats.change_from`: both runs' groups resampled identically)."""
+    gate = ["confidence", "accepted", "acceptable"]
+    attrs = [c for c in j.columns if c.startswith("attr_")]
+    ja = j[["sample_key", "has_subject", *gate, *metrics, *attrs]]
+    jb = j[["sample_key", "has_subject", *attrs]].assign(**{c: j[c + "_b"] for c in (*gate, *metrics)})
+    out = []
+    for spec in list(attributes) + [f"{x}*{y}" for x, y in parse_intersections(intersections, attributes)]:
+        labels = group_labels(ja, spec)
+        ga = grouped_stats(ja, spec, metrics, settings, labels)
+        gb = grouped_stats(jb, spec, metrics, settings, labels)
+        change, pos = gb.change_from(ga), ja["has_subject"].to_numpy(bool)[labels.notna().to_numpy()]
+        for gi, value in enumerate(ga.values):
+            rows = ga.replicates.members[gi]
+            entry: dict[str, Any] = {"attribute": spec, "value": value, "n": int(rows.size), "n_positive": int(pos[rows].sum()),
+                                     "insufficient": rows.size < settings.min_n, "metrics": {}}
+            for m in metrics:
+                c = change[value][m]
+                reps = gb.replicates.reps[m][gi] - ga.replicates.reps[m][gi]
+                reps = reps[np.isfinite(reps)]
+                entry["metrics"][m] = {"mean": c.value, "lo": c.lo, "hi": c.hi,
+                                       "p": shifted_p_value(reps, c.value) if reps.size and np.isfinite(c.value) else float("nan"),
+                                       "a": float(ga.replicates.point[m][gi]), "b": float(gb.replicates.point[m][gi]),
+                                       "verdict": _verdict(m, c.lo, c.hi)}
+            out.append(entry)
+    return out
+
+
+def compare_runs(engine: Engine, run_a: str | Path | int, run_b: str | Path | int, n_boot: int = N_BOOT, seed: int = 0,
+                 min_n: int | None = None) -> dict[str, Any]:
     """Compare run B against run A (deltas are B - A).
 
     Per metric: mean paired per-image delta over images with a subject in both runs, paired
@@ -76,18 +110,20 @@ def compare_runs(run_a: str | Path, run_b: str | Path, n_boot: int = N_BOOT, see
     A delta is a ``regression`` when its whole CI lies on the worse side of zero (below zero for
     IoU-like metrics, above for errors).
 
+    Both runs are read from the catalog (:func:`evalhub.runs.read_run`).
+
     Raises:
-        FileNotFoundError: a folder is not a run.
-        CompareError: the runs score different datasets, or share no sample.
+        evalhub.runs.RunNotFound: a folder or id the catalog does not hold.
+        CompareError: the runs score different datasets (or revisions), or share no sample.
     """
-    a, sa = load_run(run_a)
-    b, sb = load_run(run_b)
-    if sa["dataset"]["name"] != sb["dataset"]["name"]:
-        raise CompareError(f"runs score different datasets: {run_a} on {sa['dataset']['name']!r}, {run_b} on {sb['dataset']['name']!r}")
-    b_cols = ["sample_key", "confidence", "acceptable", "has_subject"] + [m for m in COMPARE_METRICS if m in b.columns]
+    ra, rb = read_run(engine, run_a), read_run(engine, run_b)
+    a, sa, b, sb = ra.table, ra.summary, rb.table, rb.summary
+    if ra.record.dataset_id != rb.record.dataset_id:
+        raise CompareError(f"runs score different datasets: {ra.path} on {ra.record.dataset}, {rb.path} on {rb.record.dataset}")
+    b_cols = ["sample_key", "confidence", "accepted", "acceptable", "has_subject"] + [m for m in COMPARE_METRICS if m in b.columns]
     j = paired_table(a, b[b_cols])
     if j.empty:
-        raise CompareError(f"{run_a} and {run_b} share no scored sample")
+        raise CompareError(f"{ra.path} and {rb.path} share no scored sample")
     warnings = []
     only_a, only_b = len(a) - len(j), len(b) - len(j)
     if only_a or only_b:
@@ -98,11 +134,7 @@ def compare_runs(run_a: str | Path, run_b: str | Path, n_boot: int = N_BOOT, see
     min_n = min_n if min_n is not None else sa["settings"].get("min_n", 30)
     overall = {"n": int(len(j)), "n_positive": int(both_pos.sum()), "metrics": _metric_deltas(j, metrics, n_boot, seed), "gate": _gate_deltas(j, n_boot, seed)}
     keep, _ = sliceable(a)
-    slices = []
-    for attr, value, part in iter_slices(j, keep, sa["settings"].get("intersections")):
-        s_seed = slice_seed(seed, attr, value)
-        slices.append({"attribute": attr, "value": value, "n": int(len(part)), "n_positive": int(part["has_subject"].sum()),
-                       "insufficient": len(part) < min_n, "metrics": _metric_deltas(part, metrics, n_boot, s_seed)})
+    slices = _slice_deltas(j, metrics, keep, sa["settings"].get("intersections"), GroupSettings(n_boot=n_boot, seed=seed, min_n=min_n))
     for m in metrics:
         adj = holm([s["metrics"][m]["p"] for s in slices])
         for s, p in zip(slices, adj):
@@ -112,9 +144,9 @@ def compare_runs(run_a: str | Path, run_b: str | Path, n_boot: int = N_BOOT, see
         for s in slices for m in metrics if s["metrics"][m]["verdict"] == "regression" and not s["insufficient"]
     ]
     return {
-        "a": {"run": str(Path(run_a).resolve()), "release": sa["release"]["name"]},
-        "b": {"run": str(Path(run_b).resolve()), "release": sb["release"]["name"]},
-        "dataset": sa["dataset"]["name"], "n_boot": n_boot, "seed": seed, "min_n": min_n, "level": LEVEL,
+        "a": {"run": ra.record.path, "release": ra.record.release},
+        "b": {"run": rb.record.path, "release": rb.record.release},
+        "dataset": ra.record.dataset, "n_boot": n_boot, "seed": seed, "min_n": min_n, "level": LEVEL,
         "metrics": metrics, "overall": overall, "slices": slices, "regressions": regressions, "warnings": warnings,
         "confidence_proxy": {"a": bool(sa["release"].get("confidence_proxy")), "b": bool(sb["release"].get("confidence_proxy"))},
     }

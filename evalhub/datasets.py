@@ -58,13 +58,17 @@ def read_trimap(path: str | Path) -> np.ndarray:
 
 @dataclass
 class ImportResult:
-    """What :func:`import_dataset` registered and what it left out."""
+    """What :func:`import_dataset` registered and what it left out; ``created`` is False when the
+    catalog already held identical content under the name (nothing written), ``revision`` the
+    dataset revision that holds it."""
 
     dataset_id: int
     n_samples: int
     n_negatives: int
     quarantine: list[dict[str, str]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    revision: int = 1
+    created: bool = True
 
 
 def _by_stem(folder: Path, what: str) -> dict[str, Path]:
@@ -179,10 +183,10 @@ def import_dataset(
     prov = {k: "derived" for k in DERIVED}
     for attr, p in (provenance or {}).items():
         prov[attr] = p
-    dataset_id = register_dataset(
+    reg = register_dataset(
         engine, name, "imported", str(root), records, provenance=prov,
         info={"images": str(images), "masks": str(masks), "alpha": str(alpha) if alpha else None,
               "trimaps": str(trimaps) if trimaps else None, "metadata": str(metadata) if metadata else None,
               "quarantine": quarantine},
     )
-    return ImportResult(dataset_id, len(records), sum(not r.has_subject for r in records), quarantine, warnings)
+    return ImportResult(reg.id, len(records), sum(not r.has_subject for r in records), quarantine, warnings, reg.revision, reg.created)

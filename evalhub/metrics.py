@@ -28,6 +28,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from evalhub.registry import names
+
 DAVIS_BOUND_TH = 0.008
 """Boundary F1 tolerance as a fraction of the image diagonal (DAVIS 2017 default)."""
 BOUNDARY_IOU_DILATION_RATIO = 0.02
@@ -393,12 +395,8 @@ def matting_errors(pred_alpha: np.ndarray, gt_alpha: np.ndarray, trimap: np.ndar
 # --------------------------------------------------------------------------------------------
 # The per-image set
 
-MASK_METRICS = ("iou", "dice", "precision", "recall", "boundary_f1", "boundary_iou", "mae")
-MATTING_METRICS = ("sad", "mse", "grad", "conn")
-HIGHER_IS_BETTER = {
-    "iou": True, "dice": True, "precision": True, "recall": True, "boundary_f1": True,
-    "boundary_iou": True, "mae": False, "sad": False, "mse": False, "grad": False, "conn": False,
-}
+MATTING_METRICS = names(needs="alpha")
+"""The matting errors (NaN where the image has no alpha matte and trimap); see :mod:`evalhub.registry`."""
 
 
 def image_metrics(

@@ -431,7 +431,30 @@ def write_confidences(path: str | Path, confidences: dict[str, float]) -> None:
     atomic_write_text(path, "\n".join(lines) + "\n")
 
 
+def release_content(kind: str, path: str | Path) -> str:
+    """A digest of what a release predicts with, for its catalog content hash: the ONNX file's
+    SHA-256, or for a predictions folder the SHA-256 over every file's name and bytes (``masks/``
+    and ``confidences.csv``).
+
+    Raises:
+        ReleaseError: the file or folder cannot be read (named).
+    """
+    import hashlib
+
+    h = hashlib.sha256()
+    path = Path(path)
+    try:
+        files = [path] if kind == "onnx" else [p for p in sorted((path / "masks").iterdir()) if p.is_file()] + [
+            p for p in [path / "confidences.csv"] if p.is_file()]
+        for f in files:
+            h.update(f.name.encode() + b"\0")
+            h.update(hashlib.sha256(f.read_bytes()).digest())
+    except OSError as exc:
+        raise ReleaseError(f"release {path}: cannot read {exc.filename} ({exc.strerror})") from None
+    return h.hexdigest()
+
+
 def describe(release: dict[str, Any]) -> str:
-    """One line about a catalog release for listings."""
+    """One line about a catalog release revision for listings."""
     proxy = " (proxy confidence)" if release.get("confidence_proxy") else ""
-    return f"{release['name']}\t{release['kind']}\tv{release.get('version') or '-'}\tthreshold {release['threshold']:g}{proxy}\t{release['path']}"
+    return f"{release['name']}@{release.get('revision', 1)}\t{release['kind']}\tv{release.get('version') or '-'}\tthreshold {release['threshold']:g}{proxy}\t{release['path']}"

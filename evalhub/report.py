@@ -11,8 +11,11 @@ from typing import Any
 
 import cv2
 import numpy as np
+from sqlalchemy import Engine
 
-from evalhub.scoring import _jsonable, load_run
+from evalhub.runs import read_run
+from evalhub.scoring import _jsonable
+from evalhub.slicing import SLICE_METRICS
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -157,35 +160,36 @@ def worst_images(run: Path, table, summary: dict[str, Any], k: int) -> list[dict
     return out
 
 
-def write_report(run: str | Path, compare: str | Path | None = None, worst: int = 8) -> Path:
-    """Write ``RUN/report.html`` and ``RUN/report.json``.
+def write_report(engine: Engine, run: str | Path, compare: str | Path | None = None, worst: int = 8) -> Path:
+    """Write ``RUN/report.html`` and ``RUN/report.json`` from the run the catalog holds for ``run``.
 
-    With ``compare`` (another run folder on the same dataset), adds the paired comparison of this
-    run (B) against it (A).
+    With ``compare`` (another run on the same dataset), adds the paired comparison of this run (B)
+    against it (A).
 
     Returns:
         The HTML path.
 
     Raises:
-        FileNotFoundError: not a run folder. CompareError: runs that cannot be compared.
+        evalhub.runs.RunNotFound: the catalog holds no such run. CompareError: runs that cannot be
+        compared.
     """
     from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-    run = Path(run).resolve()
-    table, summary = load_run(run)
+    rt = read_run(engine, run)
+    run, table, summary = rt.path, rt.table, rt.summary
     name = f"{summary['release']['name']} on {summary['dataset']['name']}"
     cal = summary["calibration"]
     figures = {
         "reliability": reliability_figure(cal, name),
         "risk_coverage": risk_coverage_figure(cal, name),
         "slices": {m: slice_figure(summary["slicing"]["slices"], m, (summary["metrics"].get(m) or {}).get("mean"))
-                   for m in ("iou", "boundary_f1", "boundary_iou")},
+                   for m in SLICE_METRICS},
     }
     comparison = None
     if compare is not None:
         from evalhub.compare import compare_runs
 
-        comparison = compare_runs(compare, run)
+        comparison = compare_runs(engine, compare, run)
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html", "j2"]))
     env.filters["num"] = lambda v, d=4: "n/a" if v is None or v != v else f"{v:.{d}f}"
     env.filters["signed"] = lambda v, d=4: "n/a" if v is None or v != v else f"{v:+.{d}f}"

@@ -1,7 +1,9 @@
 """``evalhub score``: run a release on a catalog dataset, score every image, calibrate the gate,
-slice, and store the run in the catalog and in its folder.
+slice, and store the run in the catalog; the run folder gets exports of it.
 
-Run folder::
+The catalog is the source of truth (per-sample scores and metric values, the whole summary; read
+them with :func:`evalhub.runs.read_run`). The run folder is owned (:mod:`synth.folders`): it holds
+one run, is locked while it is written, and a folder holding another run is refused. Exports::
 
     RUN/samples.parquet          one row per scored image: metrics, confidence, accepted,
                                  acceptable, has_subject, prediction_resized, attr_* columns
@@ -26,16 +28,18 @@ import numpy as np
 import pandas as pd
 
 from evalhub import metrics as M
+from evalhub import registry as R
 from evalhub.calibration import calibration_report, check_confidences
-from evalhub.datasets import derived_attributes, read_alpha, read_mask, read_trimap
+from evalhub.datasets import read_alpha, read_mask, read_trimap
 from evalhub.releases import PROXY_DESCRIPTION, OnnxRelease, ReleaseManifest, proxy_confidence, read_probability, scan_predictions, write_confidences
 from evalhub.slicing import ATTR_PREFIX, MIN_N, slice_table
 from evalhub.stats import N_BOOT, bootstrap_mean
 from synth.executors import chunk, default_workers, register, run_units
+from synth.folders import FolderError, Marker, ensure_folder, foreign_entries, locked, read_marker, write_marker
 from synth.io import BadInput, atomic_write_bytes, atomic_write_text, encode_png, read_rgb
 
 MODULE = "evalhub.scoring"
-SUMMARY_METRICS = M.MASK_METRICS + M.MATTING_METRICS
+SUMMARY_METRICS = R.names(level=R.IMAGE, summary=True)
 
 
 class ScoreError(ValueError):
@@ -123,9 +127,8 @@ def score_batch(ctx: ScoreContext, batch: list[dict[str, Any]]) -> list[dict[str
         if s["has_subject"]:
             row.update(M.image_metrics(prob, gt, alpha, trimap, ctx.bound_th, ctx.dilation_ratio))
         else:
-            row.update({k: float("nan") for k in ("iou", "dice", "precision", "recall", "boundary_f1", "boundary_precision", "boundary_recall", "boundary_iou", "mae", *M.MATTING_METRICS)})
+            row.update({k: float("nan") for k in R.IMAGE_METRICS if k != "pred_area_fraction"})
         row["confidence"] = proxy_confidence(prob) if conf is None else conf
-        row["derived"] = derived_attributes(gt)
         row["notes"] = notes
         atomic_write_bytes(Path(ctx.out_dir) / "predictions" / "masks" / f"{s['sample_key']}.png", encode_png(np.round(prob * 255).astype(np.uint8)))
         results.append(row)
@@ -134,13 +137,15 @@ def score_batch(ctx: ScoreContext, batch: list[dict[str, Any]]) -> list[dict[str
 
 @dataclass
 class ScoreResult:
-    """A finished run: its folder, table and summary."""
+    """A finished run: its folder, table and summary; ``reused`` when the folder already held this
+    very run (same release and dataset revisions, same settings) and nothing was scored again."""
 
     out: Path
     table: pd.DataFrame
     summary: dict[str, Any]
     run_id: int
     quarantine: list[dict[str, str]] = field(default_factory=list)
+    reused: bool = False
 
 
 def score(
@@ -185,18 +190,81 @@ def score(
             confidences from a model (ids listed), nothing left to score.
         ReleaseError: the ONNX model does not match its manifest.
     """
-    from db.catalog import dataset_samples, get_release, register_run
+    from db.catalog import get_release
+
+    out = Path(out).resolve()
+    rel = get_release(engine, release)
+    settings = {
+        "release": f"{rel['name']}@{rel['revision']}", "dataset": None, "split": split, "limit": limit, "accept_iou": accept_iou,
+        "boundary_tolerance": bound_th, "boundary_iou_dilation_ratio": dilation_ratio,
+        "target_precision": target_precision, "min_n": min_n, "n_boot": n_boot, "seed": seed,
+        "threshold": rel["threshold"], "intersections": intersections, "allow_missing": allow_missing,
+    }
+    try:
+        ensure_folder(out)
+        with locked(out):
+            return _score_locked(engine, rel, dataset, out, settings, workers=workers, executor=executor,
+                                 ray_address=ray_address, progress=progress)
+    except FolderError as exc:
+        raise ScoreError(str(exc)) from None
+
+
+def _claim_run_folder(engine: Any, out: Path, identity: dict[str, Any]) -> ScoreResult | None:
+    """Check that this run may be written into ``out`` (its lock held). Returns the stored run when
+    the folder already holds this very run (a no-op re-run).
+
+    Raises:
+        ScoreError: the folder holds another run (named, with what depends on it), files no liftlab
+            command wrote, or a synth build.
+    """
+    from db.catalog import dependents, find_run
+    from evalhub.runs import read_run
+
+    stored = find_run(engine, str(out))
+    if stored is not None:
+        if stored.release == identity["release"] and stored.dataset == identity["dataset"] and stored.settings == identity:
+            rt = read_run(engine, stored.id)
+            return ScoreResult(out, rt.table, rt.summary, stored.id, list(rt.summary.get("quarantine", [])), reused=True)
+        dep = dependents(engine, "run", stored.id)
+        raise ScoreError(f"{out} holds run {stored.id} ({stored.release} on {stored.dataset}"
+                         f"{', other settings' if stored.release == identity['release'] and stored.dataset == identity['dataset'] else ''}) "
+                         f"with {dep.describe()}; score into another --out (or delete that run with `evalhub delete run {out}`)")
+    marker = read_marker(out)
+    if marker is None:
+        foreign = foreign_entries(out)
+        if foreign:
+            raise ScoreError(f"{out} holds files no liftlab command wrote ({', '.join(foreign[:5])}); choose another --out")
+    elif marker.kind != "run":
+        raise ScoreError(f"{out} holds a {marker.command} {marker.kind}; choose another --out")
+    elif marker.identity.get("release") != identity["release"] or marker.identity.get("dataset") != identity["dataset"]:
+        raise ScoreError(f"{out} holds an {marker.state} run of {marker.identity.get('release')} on {marker.identity.get('dataset')} "
+                         "from another catalog or an interrupted command; choose another --out")
+    return None
+
+
+def _score_locked(engine: Any, rel: dict[str, Any], dataset: str, out: Path, settings: dict[str, Any], *, workers: int | None,
+                  executor: str, ray_address: str | None, progress: bool) -> ScoreResult:
+    """Score with the run folder's lock held (see :func:`score`)."""
+    from db.catalog import dataset_samples, register_run
 
     t0 = time.perf_counter()
-    rel = get_release(engine, release)
+    release = rel["name"]
+    split, limit, allow_missing = settings["split"], settings["limit"], settings["allow_missing"]
+    accept_iou, bound_th, dilation_ratio = settings["accept_iou"], settings["boundary_tolerance"], settings["boundary_iou_dilation_ratio"]
+    target_precision, min_n, n_boot, seed = settings["target_precision"], settings["min_n"], settings["n_boot"], settings["seed"]
+    intersections = settings["intersections"]
     ds, samples = dataset_samples(engine, dataset)
+    settings["dataset"] = f"{ds['name']}@{ds['revision']}"
+    reused = _claim_run_folder(engine, out, settings)
+    if reused is not None:
+        return reused
+    write_marker(out, Marker("run", "evalhub score", settings))
     if split is not None:
         samples = [s for s in samples if s["split"] == split]
     if limit is not None:
         samples = samples[:limit]
     if not samples:
         raise ScoreError(f"dataset {dataset!r} has no samples{f' in split {split!r}' if split else ''}")
-    out = Path(out).resolve()
     (out / "predictions" / "masks").mkdir(parents=True, exist_ok=True)
     warnings: list[str] = []
     missing: list[str] = []
@@ -256,11 +324,9 @@ def score(
         raise ScoreError(str(exc)) from None
 
     by_key = {s["sample_key"]: s for s in samples}
-    attr_names = sorted({a for s in samples for a in s["attributes"]} | {a for r in rows for a in r["derived"]})
+    attr_names = sorted({a for s in samples for a in s["attributes"]})
     for r in rows:
-        attrs = dict(by_key[r["sample_key"]]["attributes"])
-        for k, v in r.pop("derived").items():
-            attrs.setdefault(k, None if v is None else ("true" if v is True else "false" if v is False else str(v)))
+        attrs = by_key[r["sample_key"]]["attributes"]
         for a in attr_names:
             r[ATTR_PREFIX + a] = attrs.get(a)
         for note in r.pop("notes"):
@@ -275,17 +341,11 @@ def score(
     write_confidences(out / "predictions" / "confidences.csv", dict(zip(table["sample_key"], table["confidence"])))
     table.to_parquet(out / "samples.parquet", index=False)
 
-    settings = {
-        "release": release, "dataset": dataset, "split": split, "limit": limit, "accept_iou": accept_iou,
-        "boundary_tolerance": bound_th, "boundary_iou_dilation_ratio": dilation_ratio,
-        "target_precision": target_precision, "min_n": min_n, "n_boot": n_boot, "seed": seed,
-        "threshold": rel["threshold"], "intersections": intersections,
-    }
     pos = table[table["has_subject"]]
     summary = {
-        "release": {k: rel[k] for k in ("name", "kind", "version", "path", "threshold", "confidence_proxy")},
+        "release": {k: rel[k] for k in ("name", "revision", "kind", "version", "path", "threshold", "confidence_proxy")},
         "confidence_proxy": PROXY_DESCRIPTION if rel["confidence_proxy"] else None,
-        "dataset": {"name": ds["name"], "kind": ds["kind"], "root": ds["root"], "provenance": ds["provenance"]},
+        "dataset": {"name": ds["name"], "revision": ds["revision"], "kind": ds["kind"], "root": ds["root"], "provenance": ds["provenance"]},
         "settings": settings,
         "counts": {"n": int(len(table)), "n_positive": int(len(pos)), "n_negative": int(len(table) - len(pos)),
                    "n_quarantined": len(quarantine), "n_missing": len(missing), "n_resized": len(resized)},
@@ -297,9 +357,11 @@ def score(
         "warnings": warnings,
         "seconds": round(time.perf_counter() - t0, 2),
     }
-    atomic_write_text(out / "summary.json", json.dumps(_jsonable(summary), indent=2))
-    run_id = register_run(engine, str(out), release, dataset, settings, _jsonable({k: summary[k] for k in ("counts", "metrics", "release", "confidence_proxy")}),
-                          table.to_dict("records"))
+    summary = _jsonable(summary)
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
+    run_id = register_run(engine, str(out), rel["id"], ds["id"], settings, summary, table.to_dict("records"),
+                          [m for m in R.IMAGE_METRICS if m in table.columns])
+    write_marker(out, Marker("run", "evalhub score", settings, "complete"))
     return ScoreResult(out, table, summary, run_id, quarantine)
 
 
@@ -317,16 +379,3 @@ def _jsonable(obj: Any) -> Any:
     if isinstance(obj, np.bool_):
         return bool(obj)
     return obj
-
-
-def load_run(run: str | Path) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """A run folder's table and summary.
-
-    Raises:
-        FileNotFoundError: the folder has no ``samples.parquet`` or ``summary.json`` (named).
-    """
-    run = Path(run)
-    for name in ("samples.parquet", "summary.json"):
-        if not (run / name).is_file():
-            raise FileNotFoundError(f"{run} is not an evalhub run: {name} is missing")
-    return pd.read_parquet(run / "samples.parquet"), json.loads((run / "summary.json").read_text())

@@ -96,10 +96,10 @@ def main() -> None:
     }
     for run, (release, dataset) in runs.items():
         sh(BIN / "evalhub", "score", "--release", release, "--dataset", dataset, "--out", out / "runs" / run, "--no-progress", *W, *DB)
-    compare = sh(BIN / "evalhub", "compare", out / "runs" / "naive-ecssd", out / "runs" / "full-ecssd")
+    compare = sh(BIN / "evalhub", "compare", out / "runs" / "naive-ecssd", out / "runs" / "full-ecssd", *DB)
     (out / "compare-naive-vs-full.txt").write_text(compare)
-    sh(BIN / "evalhub", "report", out / "runs" / "full-ecssd", "--compare", out / "runs" / "naive-ecssd")
-    sh(BIN / "evalhub", "report", out / "runs" / "full-ccp")
+    sh(BIN / "evalhub", "report", out / "runs" / "full-ecssd", "--compare", out / "runs" / "naive-ecssd", *DB)
+    sh(BIN / "evalhub", "report", out / "runs" / "full-ccp", *DB)
     min_n = ["--min-n", "5"] if args.reduced else []
     sh(BIN / "fairness", "report", "--run", out / "runs" / "full-ccp", "--out", out / "fairness" / "ccp",
        "--attributes", "bottom_garment,carries_bag,headwear", "--intersections", "bottom_garment*carries_bag", *min_n, *DB)

@@ -112,6 +112,42 @@ def recipe_targets(recipe: Mapping[str, Any], samples: Sequence[Mapping[str, Any
     return out
 
 
+def dataset_targets(info: Mapping[str, Any], samples: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
+    """Achieved against target for a ``synth`` dataset revision, from the targets its build stored
+    (``datasets.targets``: negatives share, split shares, balance cells with their planned counts);
+    for a revision registered before builds stored them, re-derived from its recipe
+    (:func:`recipe_targets`). None for an imported dataset.
+
+    Returns:
+        The shape of :func:`recipe_targets`, plus ``"source"``: ``"build"`` or ``"recipe"``.
+    """
+    from synth.balance import balance_report, cell_of
+
+    if info["kind"] != "synth":
+        return None
+    stored = info.get("targets")
+    if not stored:
+        return {**recipe_targets(info["recipe"], samples), "source": "recipe"} if info.get("recipe") else None
+    n = len(samples)
+    pos = [s for s in samples if s["has_subject"]]
+    neg_achieved = (n - len(pos)) / n if n else float("nan")
+    splits = Counter(s.get("split") for s in samples)
+    out: dict[str, Any] = {
+        "source": "build",
+        "negatives": {"target": stored["negatives"], "achieved": neg_achieved, "deviation": neg_achieved - stored["negatives"]},
+        "splits": [{"split": k, "target": v, "achieved": splits.get(k, 0) / n if n else float("nan"),
+                    "deviation": (splits.get(k, 0) / n if n else float("nan")) - v} for k, v in stored["splits"].items()],
+        "balance": None,
+    }
+    columns = stored["balance"]["columns"]
+    if columns:
+        targets = {tuple(c["values"]): int(c["target"]) for c in stored["balance"]["cells"]}
+        cells = [cell_of(s["attributes"], columns) for s in pos]
+        out["balance"] = balance_report(targets, Counter(c for c in cells if c is not None), columns)
+        out["balance"]["unassigned"] = sum(c is None for c in cells)
+    return out
+
+
 def composition(engine: Engine, dataset: str, intersections: Sequence[str] = ()) -> dict[str, Any]:
     """Composition audit of a catalog dataset: :func:`representation` of every attribute and
     intersection, each attribute's provenance, and for a ``synth`` dataset
@@ -128,5 +164,5 @@ def composition(engine: Engine, dataset: str, intersections: Sequence[str] = ())
 
     info, samples = dataset_samples(engine, dataset)
     rep = representation([s["attributes"] for s in samples], intersections=intersections)
-    targets = recipe_targets(info["recipe"], samples) if info["kind"] == "synth" and info["recipe"] else None
-    return {"dataset": dataset, "kind": info["kind"], **rep, "provenance": info["provenance"], "targets": targets}
+    targets = dataset_targets(info, samples)
+    return {"dataset": f"{info['name']}@{info['revision']}", "kind": info["kind"], **rep, "provenance": info["provenance"], "targets": targets}

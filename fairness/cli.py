@@ -85,12 +85,13 @@ def report(
     n_boot: int = typer.Option(2000, "--n-boot"),
     n_perm: int = typer.Option(2000, "--n-perm"),
     seed: int = typer.Option(0, "--seed"),
-    database_url: Optional[str] = typer.Option(None, "--database-url", help="catalog for the release manifest and recipe targets"),
+    database_url: Optional[str] = typer.Option(None, "--database-url", help="the catalog that holds the run [default: $DATABASE_URL or ./liftlab.db]"),
 ) -> None:
     """Per-group quality, gate parity and calibration of a run, with disparities and flags, as a model card."""
     from pydantic import ValidationError
 
     from fairness.flags import FlagRules
+    from evalhub.runs import RunNotFound
     from fairness.report import analyse, write_model_card
 
     try:
@@ -99,9 +100,9 @@ def report(
     except ValidationError as exc:
         _fail("; ".join(f"--{'-'.join(str(x) for x in e['loc']).replace('_', '-')}: {e['msg']}" for e in exc.errors()))
     try:
-        res = analyse(run, _split(attributes), _split(intersections), rules, n_boot=n_boot, n_perm=n_perm, seed=seed,
-                      engine=_connect(database_url))
-    except (FileNotFoundError, KeyError) as exc:
+        res = analyse(_connect(database_url), run, _split(attributes), _split(intersections), rules, n_boot=n_boot,
+                      n_perm=n_perm, seed=seed)
+    except (RunNotFound, KeyError) as exc:
         _fail(exc.args[0])
     paths = write_model_card(res, out)
     typer.echo(f"{res['release']['name']} on {res['dataset']['name']}: {len(res['tables'])} attribute(s)/intersection(s), "
@@ -124,14 +125,17 @@ def compare(
     seed: int = typer.Option(0, "--seed"),
     out: Optional[Path] = typer.Option(None, "--out", help="also write fairness_compare.md and .json here"),
     as_json: bool = typer.Option(False, "--json"),
+    database_url: Optional[str] = typer.Option(None, "--database-url", help="the catalog that holds the runs"),
 ) -> None:
     """Did each gap between groups shrink or grow from A to B? Paired bootstrap CIs."""
     from evalhub.compare import CompareError
+    from evalhub.runs import RunNotFound
     from fairness.compare import compare_fairness, format_fairness_compare
 
     try:
-        res = compare_fairness(run_a, run_b, _split(attributes), _split(intersections), n_boot=n_boot, seed=seed, min_n=min_n)
-    except (FileNotFoundError, KeyError, CompareError) as exc:
+        res = compare_fairness(_connect(database_url), run_a, run_b, _split(attributes), _split(intersections), n_boot=n_boot,
+                               seed=seed, min_n=min_n)
+    except (RunNotFound, KeyError, CompareError) as exc:
         _fail(exc.args[0])
     text = format_fairness_compare(res)
     if out is not None:

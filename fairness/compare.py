@@ -4,7 +4,7 @@ release B?
 Both runs must score the same dataset; the comparison is over the images scored in both, grouped by
 run A's attributes. The gap of a metric is ``max - min`` over the sufficient groups (the groups of
 n >= ``min_n``, the same set in both runs). Both runs are resampled with the *same* stratified
-bootstrap indices (:func:`fairness.groups.group_replicates`), so the change of a gap, ``gap_B -
+bootstrap indices (:func:`evalhub.groups.grouped_stats`), so the change of a gap, ``gap_B -
 gap_A``, gets a paired percentile CI and a shifted bootstrap p-value (Efron & Tibshirani 1993,
 sec. 16.4); a gap ``shrank`` (``grew``) when the whole CI lies below (above) zero and p <= 1 - level.
 """
@@ -15,12 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from evalhub.compare import CompareError, paired_table
-from evalhub.scoring import _jsonable, load_run
+from evalhub.runs import read_run
+from evalhub.scoring import _jsonable
 from evalhub.slicing import ATTR_PREFIX, sliceable
 from evalhub.stats import percentile_interval, shifted_p_value
-from fairness.groups import GROUP_METRICS, METRIC_LABELS, GroupSettings, group_labels, group_replicates
+from fairness.groups import GROUP_METRICS, METRIC_LABELS, GroupSettings, group_labels, grouped_stats
 
 B_COLUMNS = ("has_subject", "iou", "boundary_f1", "confidence", "accepted", "acceptable")
 
@@ -46,7 +48,7 @@ def _gap(point: np.ndarray, reps: np.ndarray, use: np.ndarray) -> tuple[float, n
 
 
 def compare_fairness(
-    run_a: str | Path, run_b: str | Path, attributes: list[str] | None = None, intersections: list[str] | None = None,
+    engine: Any, run_a: str | Path | int, run_b: str | Path | int, attributes: list[str] | None = None, intersections: list[str] | None = None,
     n_boot: int = 2000, seed: int = 0, min_n: int = 30, level: float = 0.95,
 ) -> dict[str, Any]:
     """Gap changes from run A to run B, per attribute (and intersection) and metric.
@@ -56,18 +58,40 @@ def compare_fairness(
         {value, lo, hi}, verdict, groups_a: {value: metric}, groups_b: {...}}], "insufficient":
         {attribute: [values]}, "warnings"}``; gaps in the metric's units (IoU in [0, 1]).
 
+    Both runs are read from the catalog ``engine`` (:func:`evalhub.runs.read_run`).
+
     Raises:
-        FileNotFoundError: a folder is not a run.
-        CompareError: different datasets, or no shared image.
+        evalhub.runs.RunNotFound: the catalog holds no such run.
+        CompareError: different datasets (or revisions), or no shared image.
         KeyError: an unknown attribute.
     """
-    a, sa = load_run(run_a)
-    b, sb = load_run(run_b)
-    if sa["dataset"]["name"] != sb["dataset"]["name"]:
-        raise CompareError(f"runs score different datasets: {run_a} on {sa['dataset']['name']!r}, {run_b} on {sb['dataset']['name']!r}")
+    ra, rb = read_run(engine, run_a), read_run(engine, run_b)
+    if ra.record.dataset_id != rb.record.dataset_id:
+        raise CompareError(f"runs score different datasets: {ra.path} on {ra.record.dataset}, {rb.path} on {rb.record.dataset}")
+    if not set(ra.table["sample_key"]) & set(rb.table["sample_key"]):
+        raise CompareError(f"{ra.path} and {rb.path} share no scored sample")
+    res = compare_fairness_tables(ra.table, rb.table, attributes, intersections, n_boot=n_boot, seed=seed, min_n=min_n, level=level)
+    return _jsonable({
+        "a": {"run": ra.record.path, "release": ra.record.release},
+        "b": {"run": rb.record.path, "release": rb.record.release},
+        "dataset": ra.record.dataset, **res,
+    })
+
+
+def compare_fairness_tables(
+    a: pd.DataFrame, b: pd.DataFrame, attributes: list[str] | None = None, intersections: list[str] | None = None,
+    n_boot: int = 2000, seed: int = 0, min_n: int = 30, level: float = 0.95,
+) -> dict[str, Any]:
+    """:func:`compare_fairness` on two run tables (:attr:`evalhub.runs.RunTable.table`) of the same
+    images: ``{"n", "min_n", "n_boot", "seed", "level", "rows", "insufficient", "warnings"}``.
+
+    Raises:
+        CompareError: no shared image.
+        KeyError: an unknown attribute.
+    """
     j = paired_table(a, b[["sample_key", *B_COLUMNS]])
     if j.empty:
-        raise CompareError(f"{run_a} and {run_b} share no scored sample")
+        raise CompareError("the two runs share no scored sample")
     warnings = []
     if len(j) < max(len(a), len(b)):
         warnings.append(f"{len(a) - len(j)} image(s) only in A and {len(b) - len(j)} only in B are left out")
@@ -80,8 +104,8 @@ def compare_fairness(
     rows, insufficient = [], {}
     for spec in list(attributes) + list(intersections or []):
         labels = group_labels(ja, spec)
-        ra = group_replicates(ja, spec, settings, labels)
-        rb = group_replicates(jb, spec, settings, labels)
+        ra = grouped_stats(ja, spec, GROUP_METRICS, settings, labels).replicates
+        rb = grouped_stats(jb, spec, GROUP_METRICS, settings, labels).replicates
         sizes = np.array([m.size for m in ra.members])
         ok = sizes >= min_n
         insufficient[spec] = [v for v, s in zip(ra.values, sizes) if s < min_n]
@@ -100,12 +124,8 @@ def compare_fairness(
             p = shifted_p_value(change, gb - ga) if change.size else float("nan")
             rows.append({**row, "gap_a": ga, "gap_b": gb, "change": {"value": gb - ga, "lo": lo, "hi": hi, "p": p},
                          "verdict": _verdict(lo, hi, p, 1 - level)})
-    return _jsonable({
-        "a": {"run": str(Path(run_a).resolve()), "release": sa["release"]["name"]},
-        "b": {"run": str(Path(run_b).resolve()), "release": sb["release"]["name"]},
-        "dataset": sa["dataset"]["name"], "n": int(len(j)), "min_n": min_n, "n_boot": n_boot, "seed": seed, "level": level,
-        "rows": rows, "insufficient": insufficient, "warnings": warnings,
-    })
+    return {"n": int(len(j)), "min_n": min_n, "n_boot": n_boot, "seed": seed, "level": level,
+            "rows": rows, "insufficient": insufficient, "warnings": warnings}
 
 
 def format_fairness_compare(res: dict[str, Any]) -> str:

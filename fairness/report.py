@@ -11,9 +11,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from evalhub.scoring import _jsonable, load_run
+from evalhub.runs import read_run
+from evalhub.scoring import _jsonable
 from evalhub.slicing import attribute_columns, sliceable
-from fairness.audit import recipe_targets, representation
+from fairness.audit import dataset_targets, representation
 from fairness.flags import FlagRules, max_sd_reachable, quality_flags, significance_flags
 from fairness.groups import GROUP_METRICS, METRIC_LABELS, GroupSettings, group_table
 
@@ -27,26 +28,26 @@ def _provenance(spec: str, provenance: dict[str, str]) -> str:
 
 
 def analyse(
-    run: str | Path,
+    engine: Any,
+    run: str | Path | int,
     attributes: list[str] | None = None,
     intersections: list[str] | None = None,
     rules: FlagRules = FlagRules(),
     n_boot: int = 2000,
     n_perm: int = 2000,
     seed: int = 0,
-    engine: Any = None,
 ) -> dict[str, Any]:
-    """Everything a fairness report shows, for one run folder.
+    """Everything a fairness report shows, for one run, read from the catalog.
 
     Args:
-        run: an ``evalhub score`` run folder.
+        engine: the catalog that holds the run (also for the release manifest and a synth
+            dataset's stored targets).
+        run: an ``evalhub score`` run folder or catalog run id.
         attributes: attributes to analyse (default: every sliceable attribute of the run table,
             :func:`evalhub.slicing.sliceable`).
         intersections: ``"a*b"`` specs analysed like attributes (default none).
         rules: flag thresholds, test and correction (:class:`fairness.flags.FlagRules`).
         n_boot, n_perm, seed: bootstrap replicates, permutations and base seed.
-        engine: a catalog engine, for the release manifest and a synth dataset's recipe targets
-            (optional; without it those sections say they are unavailable).
 
     Returns:
         A JSON-able dict: ``release``, ``dataset``, ``settings``, ``rules``, ``composition``,
@@ -54,10 +55,11 @@ def analyse(
         ``provenance``), ``flags``, ``tests``, ``caveats``.
 
     Raises:
-        FileNotFoundError: not a run folder.
+        evalhub.runs.RunNotFound: the catalog holds no such run.
         KeyError: an unknown attribute (named, with the known ones).
     """
-    df, summary = load_run(run)
+    rt = read_run(engine, run)
+    df, summary = rt.table, rt.summary
     known = attribute_columns(df)
     keep, not_sliced = sliceable(df)
     for a in [a for a in keep if df["attr_" + a].nunique() < 2]:
@@ -85,24 +87,19 @@ def analyse(
         t["tests"] = [x for x in tests if x["attribute"] == t["attribute"]]
 
     release = dict(summary["release"])
-    manifest = None
-    if engine is not None:
-        from db.catalog import get_release
+    from db.catalog import get_release
 
-        try:
-            rec = get_release(engine, release["name"])
-            manifest = rec["manifest"] if rec["kind"] == "onnx" else None
-        except KeyError:
-            manifest = None
+    rec = get_release(engine, rt.record.release)
+    manifest = rec["manifest"] if rec["kind"] == "onnx" else None
     composition = representation(
         [{a: (None if pd.isna(v) else str(v)) for a, v in zip(known, row)} for row in df[["attr_" + a for a in known]].itertuples(index=False)],
         attributes=[a for a in known if a in specs or a in keep], intersections=list(intersections or []),
     )
-    composition["targets"] = _targets(engine, summary["dataset"]["name"])
+    composition["targets"] = _targets(engine, rt.record.dataset)
     return _jsonable({
         "release": {**release, "manifest": manifest},
         "dataset": summary["dataset"],
-        "run": str(Path(run).resolve()),
+        "run": rt.record.path,
         "run_settings": summary["settings"],
         "counts": summary["counts"],
         "overall_metrics": summary["metrics"],
@@ -121,15 +118,11 @@ def analyse(
 
 
 def _targets(engine: Any, dataset: str) -> dict[str, Any] | None:
-    if engine is None:
-        return None
+    """Achieved against target for a synth dataset revision (:func:`fairness.audit.dataset_targets`)."""
     from db.catalog import dataset_samples
 
-    try:
-        info, samples = dataset_samples(engine, dataset)
-    except KeyError:
-        return None
-    return recipe_targets(info["recipe"], samples) if info["kind"] == "synth" and info["recipe"] else None
+    info, samples = dataset_samples(engine, dataset)
+    return dataset_targets(info, samples)
 
 
 def _caveats(tables: list[dict[str, Any]], summary: dict[str, Any], rules: FlagRules) -> list[str]:

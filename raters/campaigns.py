@@ -33,7 +33,7 @@ from sqlalchemy.exc import IntegrityError
 
 from db.engine import session_scope
 from db.models import Assignment, Campaign, CampaignItem, Dataset, Rater, Release, Run, Sample
-from evalhub.scoring import load_run
+from evalhub.runs import read_run
 from evalhub.slicing import ATTR_PREFIX
 
 GOLD_BROKEN_IOU = 0.5
@@ -240,9 +240,9 @@ def create_campaign(engine: Engine, name: str, runs: Sequence[str | Path], n_ite
             if missing:
                 raise CampaignError(f"no active user(s) {missing}")
         run_ids = [r.id for r in run_rows]
-    table, _ = load_run(runs[0])
+    table = read_run(engine, run_ids[0]).table
     if ab:
-        b, _ = load_run(runs[1])
+        b = read_run(engine, run_ids[1]).table
         table = table.merge(b[["sample_key", "iou", "boundary_f1", "confidence"]], on="sample_key", suffixes=("", "_b"))
     if stratify is None:
         stratify = ["area_bucket"] if ATTR_PREFIX + "area_bucket" in table.columns else []

@@ -21,7 +21,8 @@ from sqlalchemy import Engine, select
 from db.engine import session_scope
 from db.models import Assignment, Campaign, CampaignItem, Dataset, Rater, Rating, Release, Run, Sample
 from evalhub.calibration import ece, reliability_diagram
-from evalhub.scoring import _jsonable, load_run
+from evalhub.runs import read_run
+from evalhub.scoring import _jsonable
 from evalhub.slicing import slice_seed
 from evalhub.stats import bootstrap_indices, bootstrap_mean, percentile_interval
 from raters.service import ARTIFACTS, NotFound
@@ -257,7 +258,7 @@ def campaign_results(engine: Engine, campaign: str, n_boot: int = 1000, seed: in
         out["bradley_terry"]["win_rate"] = {k: ((reg["winner"] == k).sum() + 0.5 * ties) / len(reg) if len(reg) else None for k in rel}
         out["votes"] = {"n": int(len(reg)), "ties": int((reg["winner"] == "tie").sum()),
                         **{f"wins_{k}": int((reg["winner"] == k).sum()) for k in rel}}
-        out["human_vs_metric"] = _ab_vs_metric(reg, info)
+        out["human_vs_metric"] = _ab_vs_metric(engine, reg, info)
         return _jsonable(out)
     items = _item_table(reg) if len(reg) else pd.DataFrame(columns=["sample_key", "image", "n", "overall", "edge", "would_use"])
     release = info["run_a"]["release"]
@@ -269,11 +270,11 @@ def campaign_results(engine: Engine, campaign: str, n_boot: int = 1000, seed: in
         lab = dawid_skene(reg, q)
         ds[q] = {"labels": {str(k): v for k, v in lab.items()}, "distribution": {str(k): float(v) for k, v in lab.value_counts(normalize=True).items()}}
     out["dawid_skene"] = ds
-    out["human_vs_metric"] = _single_vs_metric(items, info, ds["would_use"]["labels"])
+    out["human_vs_metric"] = _single_vs_metric(engine, items, info, ds["would_use"]["labels"])
     return _jsonable(out)
 
 
-def _single_vs_metric(items: pd.DataFrame, info: dict[str, Any], would_use: dict[str, str]) -> dict[str, Any]:
+def _single_vs_metric(engine: Engine, items: pd.DataFrame, info: dict[str, Any], would_use: dict[str, str]) -> dict[str, Any]:
     """Spearman of mean ratings with IoU and boundary F1, the mismatch list, and the release's
     confidence calibrated against the Dawid-Skene "would use" label."""
     from scipy.stats import spearmanr
@@ -283,7 +284,7 @@ def _single_vs_metric(items: pd.DataFrame, info: dict[str, Any], would_use: dict
     if items.empty:
         return {"release": info["run_a"]["release"], "n_items": 0, "spearman_overall_iou": None, "spearman_overall_boundary_f1": None,
                 "mismatches": {"metric_high_rating_low": [], "metric_low_rating_high": [], "rule": rule}}
-    table, _ = load_run(info["run_a"]["path"])
+    table = read_run(engine, info["run_a"]["id"]).table
     j = items.rename_axis("item_id").reset_index().merge(table[["sample_key", "iou", "boundary_f1", "confidence"]], on="sample_key", how="left")
     out: dict[str, Any] = {"release": info["run_a"]["release"], "n_items": int(len(j))}
     for m in ("iou", "boundary_f1"):
@@ -303,12 +304,11 @@ def _single_vs_metric(items: pd.DataFrame, info: dict[str, Any], would_use: dict
     return out
 
 
-def _ab_vs_metric(reg: pd.DataFrame, info: dict[str, Any]) -> dict[str, Any]:
+def _ab_vs_metric(engine: Engine, reg: pd.DataFrame, info: dict[str, Any]) -> dict[str, Any]:
     """Spearman of the share of votes for B (ties half) with the IoU and boundary F1 gaps B - A."""
     from scipy.stats import spearmanr
 
-    a, _ = load_run(info["run_a"]["path"])
-    b, _ = load_run(info["run_b"]["path"])
+    a, b = read_run(engine, info["run_a"]["id"]).table, read_run(engine, info["run_b"]["id"]).table
     rb = info["run_b"]["release"]
     votes = reg.assign(v=np.where(reg["winner"] == rb, 1.0, np.where(reg["winner"] == "tie", 0.5, 0.0))).groupby("sample_key")["v"].mean()
     j = a[["sample_key", "iou", "boundary_f1"]].merge(b[["sample_key", "iou", "boundary_f1"]], on="sample_key", suffixes=("_a", "_b"))

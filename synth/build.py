@@ -11,10 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import select
 from tqdm import tqdm
 
 from synth.balance import balance_report, cell_of
 from synth.executors import chunk, default_workers, register, run_units
+from synth.folders import FolderError, Marker, ensure_folder, foreign_entries, locked, read_marker, write_marker
 from synth.plan import SPLITS, make_plan, split_counts
 from synth.prepare import default_cache_dir, load_background, load_foreground
 from synth.recipe import Recipe, load_recipe
@@ -31,9 +33,13 @@ class BuildError(RuntimeError):
 
 @dataclass
 class BuildResult:
+    """A finished build: its folder, report and catalog dataset id (None when registration is off
+    or the folder already held this build complete, ``already_complete``)."""
+
     out_dir: Path
     report: dict[str, Any]
     dataset_id: int | None
+    already_complete: bool = False
 
 
 @register("prep_fg")
@@ -53,27 +59,65 @@ def _render(ctx: BuildContext, spec) -> str:
     return render_sample(ctx, spec)["sample_id"]
 
 
-def _prepare_out_dir(out_dir: Path, resume: bool, overwrite: bool) -> None:
-    if out_dir.exists() and any(out_dir.iterdir()):
-        is_build = any((out_dir / m).exists() for m in MARKERS)
+LIFTLAB_OUTPUTS = list(MARKERS) + [d for d, _ in OUTPUT_DIRS.values()] + [
+    "build_report.json", "build_report.md", "quarantine.json", "coco.json", "shards", "contact_sheet.png",
+]
+"""Everything a build writes into its folder; ``--overwrite`` removes these and nothing else."""
+
+
+def _claim_out_dir(out_dir: Path, resume: bool, overwrite: bool, dataset: str | None, url: str | None) -> Marker | None:
+    """Check that this build may write ``out_dir`` (the caller holds its lock) and clear it for
+    ``--overwrite``. Returns the folder's earlier marker (None for a new folder).
+
+    A folder without a liftlab marker is refused when it holds anything; a folder of another kind
+    (an evalhub run) is refused; an earlier build needs ``--resume`` or ``--overwrite``, and
+    ``--overwrite`` is refused while the catalog holds runs of the dataset built there.
+    """
+    marker = read_marker(out_dir)
+    foreign = foreign_entries(out_dir)
+    if marker is None:
+        if foreign:
+            raise BuildError(f"{out_dir} holds files no liftlab command wrote ({', '.join(foreign[:5])}); choose another --out"
+                             + (" (--overwrite only clears folders a synth build wrote)" if overwrite else ""))
         if resume:
-            if not is_build:
-                raise BuildError(f"{out_dir}: --resume given but the folder holds no synth build")
-            return
-        if overwrite and is_build:
-            for name in list(MARKERS) + [d for d, _ in OUTPUT_DIRS.values()] + [
-                "build_report.json", "build_report.md", "quarantine.json", "coco.json", "shards", "contact_sheet.png"
-            ]:
-                p = out_dir / name
-                if p.is_dir():
-                    shutil.rmtree(p)
-                elif p.exists():
-                    p.unlink()
-            return
-        raise BuildError(
-            f"{out_dir} is not empty; pass --resume to finish an interrupted build"
-            + (" or --overwrite to rebuild it" if is_build else " or choose another --out")
-        )
+            raise BuildError(f"{out_dir}: --resume given but the folder holds no synth build")
+        return None
+    if marker.kind != "build":
+        raise BuildError(f"{out_dir} holds an {marker.command} {marker.kind}, not a synth build; choose another --out")
+    if resume:
+        return marker
+    if not overwrite:
+        state = "an interrupted" if marker.state == "writing" else "a finished"
+        raise BuildError(f"{out_dir} already holds {state} synth build; pass --resume to finish it or --overwrite to rebuild it")
+    if dataset is not None:
+        _refuse_if_used(out_dir, dataset, url)
+    for name in LIFTLAB_OUTPUTS:
+        p = out_dir / name
+        if p.is_dir():
+            shutil.rmtree(p)
+        elif p.exists():
+            p.unlink()
+    return marker
+
+
+def _refuse_if_used(out_dir: Path, dataset: str, url: str | None) -> None:
+    """Refuse to rebuild ``out_dir`` while runs in the catalog score a dataset revision built there."""
+    import db
+    from db.catalog import dependents
+    from db.models import Dataset
+
+    engine = db.connect(url)
+    try:
+        with db.session_scope(engine) as s:
+            revs = s.scalars(select(Dataset.revision).where(Dataset.name == dataset, Dataset.root == str(out_dir.resolve()))).all()
+        for rev in revs:
+            dep = dependents(engine, "dataset", f"{dataset}@{rev}")
+            if dep.runs:
+                raise BuildError(f"{out_dir} holds dataset {dep.ref}, which {dep.describe()} depend on; rebuilding would change "
+                                 "their images under them: build into another --out (a new revision), or delete them first "
+                                 f"with `evalhub delete dataset {dep.ref}`")
+    finally:
+        engine.dispose()
 
 
 def _fingerprint(recipe: Recipe, fgs, bgs) -> str:
@@ -120,12 +164,24 @@ def build(
         BuildError: too many bad inputs, no usable foreground, output folder in use, or a resume
             with a changed recipe or inputs.
     """
-    t_start = time.perf_counter()
-    timings: dict[str, float] = {}
     if not isinstance(recipe, Recipe):
         recipe = load_recipe(recipe)
     out_dir = Path(out) if out is not None else Path("runs") / recipe.name
-    _prepare_out_dir(out_dir, resume, overwrite)
+    try:
+        ensure_folder(out_dir)
+        with locked(out_dir):
+            return _build(recipe, out_dir, workers, executor, ray_address, resume, overwrite, progress, catalog_url)
+    except FolderError as exc:
+        raise BuildError(str(exc)) from None
+
+
+def _build(recipe: Recipe, out_dir: Path, workers: int | None, executor: str, ray_address: str | None, resume: bool,
+           overwrite: bool, progress: bool, catalog_url: str | None) -> BuildResult:
+    """The build itself, with ``out_dir``'s lock held."""
+    t_start = time.perf_counter()
+    timings: dict[str, float] = {}
+    dataset = (recipe.catalog.dataset_name or recipe.name) if recipe.catalog.enabled else None
+    earlier = _claim_out_dir(out_dir, resume, overwrite, dataset, catalog_url)
     workers = workers or default_workers()
     cache_dir = recipe.cache_dir or default_cache_dir()
 
@@ -159,12 +215,17 @@ def build(
     plan = make_plan(recipe, fgs, bgs)
     fingerprint = _fingerprint(recipe, fgs, bgs)
     timings["plan"] = time.perf_counter() - t
+    if earlier is not None and resume:
+        if earlier.identity.get("fingerprint") != fingerprint:
+            state = "interrupted" if earlier.state == "writing" else "finished"
+            raise BuildError(f"{out_dir}: the recipe or its inputs changed since the {state} build there; "
+                             "build into another --out, or rebuild it with --overwrite")
+        if earlier.state == "complete":
+            report = json.loads((out_dir / "build_report.json").read_text())
+            return BuildResult(out_dir=out_dir, report=report, dataset_id=None, already_complete=True)
+    write_marker(out_dir, Marker("build", "synth build", {"fingerprint": fingerprint, "recipe": recipe.name, "dataset": dataset}))
     parts = out_dir / PARTS_DIR
     parts.mkdir(parents=True, exist_ok=True)
-    fp_file = parts / "fingerprint"
-    if resume and fp_file.exists() and fp_file.read_text().strip() != fingerprint:
-        raise BuildError(f"{out_dir}: the recipe or its inputs changed since the interrupted build; rebuild with --overwrite")
-    fp_file.write_text(fingerprint)
 
     ctx = BuildContext(recipe=recipe, fgs={f.fg_id: f for f in fgs}, bgs={b.bg_id: b for b in bgs}, cache_dir=Path(cache_dir), out_dir=out_dir)
 
@@ -207,7 +268,7 @@ def build(
     dataset_id = None
     if recipe.catalog.enabled:
         t = time.perf_counter()
-        dataset_id = _register(recipe, out_dir, records, provenance, report, catalog_url)
+        dataset_id = _register(recipe, out_dir, records, provenance, report, _targets(recipe, plan), catalog_url)
         timings["catalog"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - t_start
     report["timings_s"] = {k: round(v, 3) for k, v in timings.items()}
@@ -215,6 +276,7 @@ def build(
     report["executor"] = executor
     write_report(out_dir, report)
     shutil.rmtree(parts)
+    write_marker(out_dir, Marker("build", "synth build", {"fingerprint": fingerprint, "recipe": recipe.name, "dataset": dataset}, "complete"))
     return BuildResult(out_dir=out_dir, report=report, dataset_id=dataset_id)
 
 
@@ -278,7 +340,18 @@ def _report(recipe: Recipe, plan, records, quarantine: list[QuarantineEntry], hi
     }
 
 
-def _register(recipe: Recipe, out_dir: Path, records, provenance, report, url: str | None) -> int:
+def _targets(recipe: Recipe, plan) -> dict[str, Any]:
+    """What the build was asked for, stored with the dataset for audits: the negatives share, the
+    split shares and the balance quota cells with the sample count planned for each."""
+    return {
+        "negatives": float(recipe.negatives),
+        "splits": {k: float(v) for k, v in recipe.splits.model_dump().items()},
+        "balance": {"columns": list(plan.columns),
+                    "cells": [{"values": list(k), "target": int(v)} for k, v in sorted(plan.cell_targets.items(), key=lambda kv: str(kv[0]))]},
+    }
+
+
+def _register(recipe: Recipe, out_dir: Path, records, provenance, report, targets: dict[str, Any], url: str | None) -> int:
     import db
     from db.catalog import SampleRecord, register_dataset
 
@@ -294,8 +367,8 @@ def _register(recipe: Recipe, out_dir: Path, records, provenance, report, url: s
     try:
         return register_dataset(
             engine, recipe.catalog.dataset_name or recipe.name, "synth", str(out_dir.resolve()), samples,
-            provenance=provenance, recipe=recipe.model_dump(mode="json"),
+            provenance=provenance, recipe=recipe.model_dump(mode="json"), targets=targets,
             info={"counts": report["counts"], "balance": {k: report["balance"][k] for k in ("columns", "max_abs_deviation", "total_variation_distance")}},
-        )
+        ).id
     finally:
         engine.dispose()

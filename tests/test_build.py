@@ -19,13 +19,15 @@ import yaml
 import db
 from db.catalog import sample_attributes
 from synth.build import BuildError, build
+from synth.folders import read_marker, write_marker
 from synth.io import sha256_file
 from synth.recipe import parse_recipe
 from tests.conftest import ROOT, ecssd_recipe
 
 pytestmark = pytest.mark.slow
 
-VOLATILE = {"build_report.json", "build_report.md"}  # hold timings, worker count and executor
+VOLATILE = {"build_report.json", "build_report.md",  # hold timings, worker count and executor
+            ".liftlab-folder.json", ".liftlab.lock"}  # the folder's owner marker (a timestamp) and lock
 
 
 def tree(out: Path) -> dict[str, bytes]:
@@ -145,19 +147,31 @@ def test_sigkill_then_resume_is_byte_identical(tmp_path, cache_dir):
     done = len(list(parts.glob("*.json")))
     assert 5 <= done < 40, f"kill came at {done} finished samples"
     assert not (out / "manifest.parquet").exists()
-    with pytest.raises(BuildError, match="not empty"):
+    with pytest.raises(BuildError, match="already holds an interrupted synth build; pass --resume"):
         build(parse_recipe(doc), out, workers=1, progress=False)
     subprocess.run(cmd + ["--resume"], env=env, cwd=tmp_path, check=True)
     assert tree(out) == tree(ref.out_dir)
     assert not any(p.name.endswith(".tmp") for p in out.rglob("*"))
 
 
-def test_resume_refuses_a_changed_recipe(tmp_path, cache_dir):
+def test_resume_refuses_a_changed_recipe_finished_or_not(tmp_path, cache_dir):
+    doc = ecssd_recipe(cache_dir, n_samples=4, catalog={"enabled": False})
     out = tmp_path / "o"
-    (out / ".parts").mkdir(parents=True)
-    (out / ".parts" / "fingerprint").write_text("something else")
-    with pytest.raises(BuildError, match="changed since the interrupted build"):
-        build(parse_recipe(ecssd_recipe(cache_dir, catalog={"enabled": False})), out, workers=1, progress=False, resume=True)
+    first = build(parse_recipe(doc), out, workers=1, progress=False)
+    before = tree(out)
+    # a finished build resumed with the same recipe: nothing to do, nothing rewritten
+    again = build(parse_recipe(doc), out, workers=1, progress=False, resume=True)
+    assert again.already_complete and again.report["counts"] == first.report["counts"] and tree(out) == before
+    # ... with a changed recipe: refused, finished or interrupted, and nothing touched
+    changed = parse_recipe({**doc, "seed": 99})
+    with pytest.raises(BuildError, match="changed since the finished build there"):
+        build(changed, out, workers=1, progress=False, resume=True)
+    marker = read_marker(out)
+    marker.state = "writing"
+    write_marker(out, marker)
+    with pytest.raises(BuildError, match="changed since the interrupted build there"):
+        build(changed, out, workers=1, progress=False, resume=True)
+    assert tree(out) == before
 
 
 if __name__ == "__main__":  # pragma: no cover

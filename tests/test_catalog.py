@@ -19,9 +19,9 @@ def test_migrations_create_the_schema(catalog_url):
     engine = db.connect(catalog_url)
     tables = set(inspect(engine).get_table_names())
     assert {"datasets", "dataset_attributes", "samples", "sample_attributes", "releases", "runs", "scores", "raters",
-            "rater_sessions", "campaigns", "campaign_items", "assignments", "ratings", "alembic_version"} <= tables
+            "rater_sessions", "campaigns", "campaign_items", "assignments", "ratings", "metric_values", "alembic_version"} <= tables
     with engine.connect() as c:
-        assert c.execute(text("select version_num from alembic_version")).scalar() == "0003"
+        assert c.execute(text("select version_num from alembic_version")).scalar() == "0004"
     db.connect(catalog_url)  # idempotent
 
 
@@ -36,23 +36,33 @@ def test_migrations_match_the_models(catalog_url):
     assert diff == []
 
 
-def test_register_roundtrip_and_replace(catalog_url):
+def test_register_roundtrip_and_revisions(catalog_url):
     engine = db.connect(catalog_url)
-    ds_id = register_dataset(engine, "demo", "synth", "/data/demo", _samples(), provenance={"skin_tone": "self-reported", "touches_border": "derived"})
+    reg = register_dataset(engine, "demo", "synth", "/data/demo", _samples(), provenance={"skin_tone": "self-reported", "touches_border": "derived"})
+    assert (reg.revision, reg.created) == (1, True)
     assert sample_attributes(engine, "demo") == {
         "s1": {"area": "0.25", "skin_tone": "dark", "touches_border": "true"},
         "s2": {"skin_tone": None},
     }
     with db.session_scope(engine) as s:
-        prov = dict(s.execute(select(DatasetAttribute.name, DatasetAttribute.provenance).where(DatasetAttribute.dataset_id == ds_id)).all())
+        prov = dict(s.execute(select(DatasetAttribute.name, DatasetAttribute.provenance).where(DatasetAttribute.dataset_id == reg.id)).all())
         assert prov == {"area": "annotated", "skin_tone": "self-reported", "touches_border": "derived"}
         neg = s.scalar(select(Sample).where(Sample.sample_key == "s2"))
         assert neg.has_subject is False and neg.n_subjects == 0 and neg.split == "test"
-    # re-registering replaces samples and attributes, leaving no stale rows
-    register_dataset(engine, "demo", "synth", "/data/demo", _samples()[:1])
-    assert dataset_summary(engine) == [{"id": dataset_summary(engine)[0]["id"], "name": "demo", "kind": "synth", "root": "/data/demo", "n_samples": 1}]
+    # identical content again: a no-op (same row, nothing written)
+    again = register_dataset(engine, "demo", "synth", "/data/demo", _samples(), provenance={"skin_tone": "self-reported", "touches_border": "derived"})
+    assert (again.id, again.revision, again.created) == (reg.id, 1, False)
+    # different content: revision 2, and revision 1 stays whole
+    new = register_dataset(engine, "demo", "synth", "/data/demo", _samples()[:1])
+    assert (new.revision, new.created) == (2, True) and new.id != reg.id
+    assert dataset_summary(engine) == [{"id": new.id, "name": "demo", "revision": 2, "earlier_revisions": 1, "kind": "synth",
+                                        "root": "/data/demo", "n_samples": 1}]
+    assert sample_attributes(engine, "demo") == {"s1": {"area": "0.25", "skin_tone": "dark", "touches_border": "true"}}
+    assert sample_attributes(engine, "demo@1")["s2"] == {"skin_tone": None}
     with db.session_scope(engine) as s:
-        assert s.scalar(select(text("count(*)")).select_from(SampleAttribute)) == 3
+        assert s.scalar(select(text("count(*)")).select_from(SampleAttribute)) == 4 + 3
+    with pytest.raises(KeyError, match=r"'demo' has no revision 3 \(revisions: \[1, 2\]\)"):
+        sample_attributes(engine, "demo@3")
 
 
 def test_bad_registrations_name_the_problem(catalog_url):

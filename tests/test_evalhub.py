@@ -10,10 +10,12 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
+from sqlalchemy import text
 from typer.testing import CliRunner
 
 import db
-from db.catalog import dataset_samples, register_release, run_scores
+from db.catalog import dataset_samples, register_release
+from evalhub.runs import read_run
 from evalhub import calibration as C
 from evalhub import metrics as M
 from evalhub.cli import app
@@ -111,10 +113,12 @@ def test_scores_equal_direct_metrics_and_land_in_the_catalog(catalog_url, tmp_pa
         direct = M.image_metrics(prob, gt)
         for m in ("iou", "dice", "boundary_f1", "boundary_iou", "mae"):
             assert row[m] == pytest.approx(direct[m], abs=1e-6), m
-        stored = {r["sample_key"]: r for r in run_scores(engine, str(tmp_path / "run"))}
+        stored = read_run(engine, tmp_path / "run").table.set_index("sample_key")
         assert len(stored) == 20
-        assert stored[ids[3]]["iou"] == pytest.approx(direct["iou"])
-        assert stored[ids[3]]["sad"] is None  # no alpha matte in ECSSD: NULL, not 0
+        assert stored.loc[ids[3], "iou"] == pytest.approx(direct["iou"])
+        assert np.isnan(stored.loc[ids[3], "sad"])  # no alpha matte in ECSSD: NULL, not 0
+        with engine.connect() as c:  # stored as NULL in metric_values
+            assert c.execute(text("select count(*) from metric_values where metric = 'sad' and value is null")).scalar() == 20
         # the IoU threshold defines acceptability
         np.testing.assert_array_equal(res.table["acceptable"], res.table["iou"] >= 0.8)
     finally:
@@ -208,7 +212,7 @@ def test_cli_loop_with_compare_and_report(engine, ecssd, tmp_path):
                                 "--workers", "2", "--no-progress", "--database-url", url])
         assert r.exit_code == 0, r.output
         assert "boundary_f1" in r.output
-    res = compare_runs(tmp_path / "run-good", tmp_path / "run-bad")
+    res = compare_runs(engine, tmp_path / "run-good", tmp_path / "run-bad")
     iou = res["overall"]["metrics"]["iou"]
     tg = pd.read_parquet(tmp_path / "run-good" / "samples.parquet")
     tb = pd.read_parquet(tmp_path / "run-bad" / "samples.parquet")
@@ -217,9 +221,9 @@ def test_cli_loop_with_compare_and_report(engine, ecssd, tmp_path):
     assert res["regressions"], "slices where the heavy erosion loses must be flagged"
     for s in res["slices"]:
         assert s["metrics"]["iou"]["p_holm"] >= s["metrics"]["iou"]["p"] - 1e-12
-    back = compare_runs(tmp_path / "run-bad", tmp_path / "run-good")
+    back = compare_runs(engine, tmp_path / "run-bad", tmp_path / "run-good")
     assert back["overall"]["metrics"]["iou"]["verdict"] == "improvement" and not back["regressions"]
-    r = runner.invoke(app, ["report", str(tmp_path / "run-bad"), "--compare", str(tmp_path / "run-good")])
+    r = runner.invoke(app, ["report", str(tmp_path / "run-bad"), "--compare", str(tmp_path / "run-good"), "--database-url", url])
     assert r.exit_code == 0, r.output
     html = (tmp_path / "run-bad" / "report.html").read_text()
     assert html.count("data:image/png;base64,") >= 4  # reliability, risk-coverage, slice bars
@@ -246,7 +250,7 @@ def test_compare_refuses_runs_of_different_datasets(engine, ecssd, tmp_path):
     from evalhub.compare import CompareError
 
     with pytest.raises(CompareError, match="different datasets"):
-        compare_runs(tmp_path / "a", tmp_path / "b")
+        compare_runs(engine, tmp_path / "a", tmp_path / "b")
 
 
 @pytest.mark.slow

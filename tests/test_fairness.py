@@ -337,7 +337,7 @@ def test_report_on_ccp(ccp_runs):
 def test_compare_on_ccp(ccp_runs):
     tmp = ccp_runs["tmp"]
     r = runner.invoke(app, ["compare", str(tmp / "runA"), str(tmp / "runB"), "--attributes", "bottom_garment", "--n-boot", "300",
-                            "--out", str(tmp / "cmp"), "--json"])
+                            "--out", str(tmp / "cmp"), "--json", "--database-url", ccp_runs["url"]])
     assert r.exit_code == 0, r.output
     res = json.loads((tmp / "cmp" / "fairness_compare.json").read_text())
     row = next(x for x in res["rows"] if x["attribute"] == "bottom_garment" and x["metric"] == "iou")
@@ -408,34 +408,28 @@ def test_report_with_constructed_demographics_on_ecssd(tmp_path):
 
 
 def test_report_errors_name_the_problem(ccp_runs, tmp_path):
-    r = runner.invoke(app, ["report", "--run", str(ccp_runs["tmp"] / "runA"), "--out", str(tmp_path / "x"), "--attributes", "skin"])
+    db_opt = ["--database-url", ccp_runs["url"]]
+    r = runner.invoke(app, ["report", "--run", str(ccp_runs["tmp"] / "runA"), "--out", str(tmp_path / "x"), "--attributes", "skin", *db_opt])
     assert r.exit_code == 2 and "'skin'" in r.output and "bottom_garment" in r.output
-    r = runner.invoke(app, ["report", "--run", str(tmp_path), "--out", str(tmp_path / "x")])
-    assert r.exit_code == 2 and "samples.parquet is missing" in r.output
-    r = runner.invoke(app, ["report", "--run", str(ccp_runs["tmp"] / "runA"), "--out", str(tmp_path / "x"), "--ratio-low", "1.5"])
+    r = runner.invoke(app, ["report", "--run", str(tmp_path), "--out", str(tmp_path / "x"), *db_opt])
+    assert r.exit_code == 2 and f"{tmp_path} is not a run in the catalog" in r.output
+    r = runner.invoke(app, ["report", "--run", str(ccp_runs["tmp"] / "runA"), "--out", str(tmp_path / "x"), "--ratio-low", "1.5", *db_opt])
     assert r.exit_code == 2 and "--ratio-low" in r.output
-
-
-def _run_folder(path, df, release):
-    path.mkdir(parents=True)
-    df.to_parquet(path / "samples.parquet", index=False)
-    (path / "summary.json").write_text(json.dumps({"dataset": {"name": "d"}, "release": {"name": release}}))
-    return path
 
 
 def test_compare_does_not_call_a_tiny_gap_over_a_zero_gap_growth(tmp_path):
     """A's gate accepts nothing anywhere (gap exactly 0, zero replicates); B accepts 2 of 60 in group a
     and 3 of 100 in group b (gap 1/300): B's max - min replicates are >= 0 by construction, so the
     percentile CI alone would say 'grew'; the shifted p-value does not."""
-    from fairness.compare import compare_fairness
+    from fairness.compare import compare_fairness_tables
 
     g = ["a"] * 60 + ["b"] * 100
     iou = np.full(160, 0.9)
     acc_b = np.zeros(160, bool)
     acc_b[[0, 1, 60, 61, 62]] = True
-    a = _run_folder(tmp_path / "A", run_table(g, iou, np.zeros(160, bool), conf=np.full(160, 0.1)), "A")
-    b = _run_folder(tmp_path / "B", run_table(g, iou, acc_b, conf=np.full(160, 0.1)), "B")
-    res = compare_fairness(a, b, attributes=["g"], n_boot=500)
+    a = run_table(g, iou, np.zeros(160, bool), conf=np.full(160, 0.1))
+    b = run_table(g, iou, acc_b, conf=np.full(160, 0.1))
+    res = compare_fairness_tables(a, b, attributes=["g"], n_boot=500)
     row = next(r for r in res["rows"] if r["metric"] == "acceptance_rate")
     assert row["gap_a"] == 0.0
     assert row["gap_b"] == pytest.approx(abs(2 / 60 - 3 / 100))

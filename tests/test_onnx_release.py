@@ -143,7 +143,7 @@ def test_onnx_release_through_the_cli_and_scoring(tmp_path):
     res2 = score(engine, "toy-proxy", "e8", tmp_path / "run2", progress=False, workers=1)
     assert res2.summary["release"]["confidence_proxy"] and "proxy" in res2.summary["confidence_proxy"]
     assert res2.table.set_index("sample_key").loc["0002", "confidence"] == pytest.approx(proxy_confidence(prob), abs=1e-6)
-    r = runner.invoke(app, ["report", str(tmp_path / "run2")])
+    r = runner.invoke(app, ["report", str(tmp_path / "run2"), "--database-url", url])
     assert r.exit_code == 0 and "Confidence is a proxy" in (tmp_path / "run2" / "report.html").read_text()
     engine.dispose()
 

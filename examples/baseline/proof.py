@@ -153,7 +153,7 @@ def main() -> None:
             runs[run] = (short, dataset)
         for a, b, what in COMPARISONS:
             target = out / f"compare-{a}-{b}-{dataset}.json"
-            text = sh(BIN / "evalhub", "compare", out / "runs" / f"{a}-{dataset}", out / "runs" / f"{b}-{dataset}", "--out", target)
+            text = sh(BIN / "evalhub", "compare", out / "runs" / f"{a}-{dataset}", out / "runs" / f"{b}-{dataset}", "--out", target, *DB)
             print(text)
             compares.append((dataset, a, b, what, json.loads(target.read_text())))
     md = [markdown(table_rows(out, runs)), "", compare_markdown(compares), ""]
