@@ -89,7 +89,14 @@ def release_add(
     """Register an ONNX model with its manifest, or a folder of predictions made elsewhere."""
     import db
     from db.catalog import register_release
-    from evalhub.releases import PROXY_DESCRIPTION, OnnxRelease, ReleaseError, load_manifest, release_content, scan_predictions
+    from evalhub.releases import (
+        PROXY_DESCRIPTION,
+        OnnxRelease,
+        ReleaseError,
+        load_manifest,
+        release_content,
+        scan_predictions,
+    )
 
     if (onnx is None) == (predictions is None):
         _fail("give either --onnx with --manifest, or --predictions")
@@ -220,7 +227,9 @@ def _summary_lines(s: dict) -> str:
     c = s["counts"]
     lines = [f"{s['release']['name']} on {s['dataset']['name']}: {c['n']} images ({c['n_positive']} with a subject, {c['n_negative']} negatives), "
              f"{c['n_quarantined']} quarantined"]
-    for m in ("iou", "boundary_f1", "boundary_iou", "mae"):
+    from evalhub.registry import names
+
+    for m in names(headline=True):
         if m in s["metrics"]:
             v = s["metrics"][m]
             lines.append(f"  {m:<13} {v['mean']:.4f}  [{v['lo']:.4f}, {v['hi']:.4f}]")

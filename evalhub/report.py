@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 from sqlalchemy import Engine
 
+from evalhub.registry import LABELS
 from evalhub.runs import read_run
 from evalhub.scoring import _jsonable
 from evalhub.slicing import SLICE_METRICS
@@ -195,7 +196,7 @@ def write_report(engine: Engine, run: str | Path, compare: str | Path | None = N
     env.filters["signed"] = lambda v, d=4: "n/a" if v is None or v != v else f"{v:+.{d}f}"
     html = env.get_template("report.html.j2").render(
         title=name, s=summary, cal=cal, figures=figures, worst=worst_images(run, table, summary, worst),
-        comparison=comparison,
+        comparison=comparison, slice_metrics=SLICE_METRICS, labels=LABELS,
     )
     (run / "report.html").write_text(html)
     (run / "report.json").write_text(json.dumps(_jsonable({"summary": summary, "compare": comparison}), indent=2))

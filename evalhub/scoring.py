@@ -190,12 +190,13 @@ def score(
             confidences from a model (ids listed), nothing left to score.
         ReleaseError: the ONNX model does not match its manifest.
     """
-    from db.catalog import get_release
+    from db.catalog import dataset_samples, get_release
 
     out = Path(out).resolve()
     rel = get_release(engine, release)
+    ds, samples = dataset_samples(engine, dataset)
     settings = {
-        "release": f"{rel['name']}@{rel['revision']}", "dataset": None, "split": split, "limit": limit, "accept_iou": accept_iou,
+        "release": f"{rel['name']}@{rel['revision']}", "dataset": f"{ds['name']}@{ds['revision']}", "split": split, "limit": limit, "accept_iou": accept_iou,
         "boundary_tolerance": bound_th, "boundary_iou_dilation_ratio": dilation_ratio,
         "target_precision": target_precision, "min_n": min_n, "n_boot": n_boot, "seed": seed,
         "threshold": rel["threshold"], "intersections": intersections, "allow_missing": allow_missing,
@@ -203,7 +204,7 @@ def score(
     try:
         ensure_folder(out)
         with locked(out):
-            return _score_locked(engine, rel, dataset, out, settings, workers=workers, executor=executor,
+            return _score_locked(engine, rel, ds, samples, out, settings, workers=workers, executor=executor,
                                  ray_address=ray_address, progress=progress)
     except FolderError as exc:
         raise ScoreError(str(exc)) from None
@@ -242,10 +243,11 @@ def _claim_run_folder(engine: Any, out: Path, identity: dict[str, Any]) -> Score
     return None
 
 
-def _score_locked(engine: Any, rel: dict[str, Any], dataset: str, out: Path, settings: dict[str, Any], *, workers: int | None,
-                  executor: str, ray_address: str | None, progress: bool) -> ScoreResult:
+def _score_locked(engine: Any, rel: dict[str, Any], ds: dict[str, Any], samples: list[dict[str, Any]], out: Path,
+                  settings: dict[str, Any], *, workers: int | None, executor: str, ray_address: str | None,
+                  progress: bool) -> ScoreResult:
     """Score with the run folder's lock held (see :func:`score`)."""
-    from db.catalog import dataset_samples, register_run
+    from db.catalog import register_run
 
     t0 = time.perf_counter()
     release = rel["name"]
@@ -253,8 +255,7 @@ def _score_locked(engine: Any, rel: dict[str, Any], dataset: str, out: Path, set
     accept_iou, bound_th, dilation_ratio = settings["accept_iou"], settings["boundary_tolerance"], settings["boundary_iou_dilation_ratio"]
     target_precision, min_n, n_boot, seed = settings["target_precision"], settings["min_n"], settings["n_boot"], settings["seed"]
     intersections = settings["intersections"]
-    ds, samples = dataset_samples(engine, dataset)
-    settings["dataset"] = f"{ds['name']}@{ds['revision']}"
+    dataset = ds["name"]
     reused = _claim_run_folder(engine, out, settings)
     if reused is not None:
         return reused

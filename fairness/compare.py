@@ -18,13 +18,21 @@ import numpy as np
 import pandas as pd
 
 from evalhub.compare import CompareError, paired_table
+from evalhub.registry import IMAGE, names
 from evalhub.runs import read_run
 from evalhub.scoring import _jsonable
 from evalhub.slicing import ATTR_PREFIX, sliceable
 from evalhub.stats import percentile_interval, shifted_p_value
-from fairness.groups import GROUP_METRICS, METRIC_LABELS, GroupSettings, group_labels, grouped_stats
+from fairness.groups import (
+    GROUP_METRICS,
+    METRIC_LABELS,
+    GroupSettings,
+    group_labels,
+    grouped_stats,
+)
 
-B_COLUMNS = ("has_subject", "iou", "boundary_f1", "confidence", "accepted", "acceptable")
+B_COLUMNS = ("has_subject", *names(level=IMAGE, fairness=True), "confidence", "accepted", "acceptable")
+"""Run B's columns the comparison needs: the gate's inputs and the image metrics fairness reports."""
 
 
 def _verdict(lo: float, hi: float, p: float, alpha: float) -> str:
