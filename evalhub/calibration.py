@@ -39,20 +39,21 @@ def bin_ids(conf: np.ndarray, n_bins: int = N_BINS, binning: str = "width") -> n
     """Bin index ``(N,)`` int of each confidence.
 
     ``width``: equal-width bins ``[k/n, (k+1)/n)``, the last one closed (1.0 falls in bin n-1).
-    ``mass``: equal-mass bins: the confidences sorted ascending (stable) and cut into ``n_bins``
-    contiguous groups whose sizes differ by at most one (Nixon et al., "Measuring Calibration in
-    Deep Learning", CVPR-W 2019); with fewer than ``n_bins`` samples, one per bin.
+    ``mass``: equal-mass bins (Nixon et al., "Measuring Calibration in Deep Learning", CVPR-W 2019)
+    with edges at the confidences' quantiles ``np.quantile(conf, k / n_bins)`` (linear
+    interpolation), a confidence going to bin ``#{interior edges <= c}``. Bins are set by value, so
+    tied confidences always share a bin and the result does not depend on row order; with ties the
+    bins' sizes may differ (and a bin may be empty), where a rank split would cut a tie in two.
     """
     if n_bins < 1:
         raise ValueError(f"n_bins must be >= 1, got {n_bins}")
     if binning == "width":
         return np.minimum((conf * n_bins).astype(np.int64), n_bins - 1)
     if binning == "mass":
-        order = np.argsort(conf, kind="stable")
-        ids = np.empty(conf.size, dtype=np.int64)
-        for b, part in enumerate(np.array_split(order, n_bins)):
-            ids[part] = b
-        return ids
+        if conf.size == 0:
+            return np.zeros(0, dtype=np.int64)
+        edges = np.quantile(conf, np.arange(1, n_bins) / n_bins)
+        return np.searchsorted(edges, conf, side="right").astype(np.int64)
     raise ValueError(f"binning must be 'width' or 'mass', got {binning!r}")
 
 

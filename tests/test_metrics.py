@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+from evalhub import calibration as C
 from evalhub import metrics as M
 from tests.conftest import ECSSD, LEMUR
 
@@ -144,8 +145,17 @@ def test_sad_mse_by_hand():
     assert M.mse(pred, gt, trimap) == pytest.approx(0.25)
 
 
-def _reference_gradient_error(pred, gt, trimap, sigma=1.4):
-    """gaussgradient.m written as its loops: the full 2-D kernel, replicate borders, convolution."""
+def _mat2gray(a):
+    """MATLAB's mat2gray, written from its documentation: min-max scaling over the whole image."""
+    lo, hi = a.min(), a.max()
+    return (a - lo) / (hi - lo) if hi > lo else np.zeros_like(a)
+
+
+def _reference_gradient_error(pred, gt, trimap, sigma=1.4, normalize=True):
+    """compute_gradient_loss.m + gaussgradient.m written as their loops: mat2gray on both mattes, the
+    full 2-D kernel, replicate borders, convolution."""
+    if normalize:
+        pred, gt = _mat2gray(pred), _mat2gray(gt)
     eps = 1e-2
     half = math.ceil(sigma * math.sqrt(-2 * math.log(math.sqrt(2 * math.pi) * sigma * eps)))
     size = 2 * half + 1
@@ -173,8 +183,49 @@ def test_gradient_error_matches_the_definition():
     ref = _reference_gradient_error(pred, alpha, trimap)
     assert ref > 0
     assert M.gradient_error(pred, alpha, trimap) == pytest.approx(ref, rel=1e-9)
+    assert M.gradient_error(pred, alpha, trimap, normalize="none") == pytest.approx(
+        _reference_gradient_error(pred, alpha, trimap, normalize=False), rel=1e-9)
     assert M.gradient_error(alpha, alpha, trimap) == 0.0
     assert M.gradient_error(np.clip(alpha + 0.0, 0, 1), alpha, trimap) == 0.0
+
+
+def test_gradient_error_normalises_like_the_dim_code():
+    """Regression (issue 15): a matte 0.8 g + 0.1 has the gradients of g after mat2gray, so the
+    reference scores it ~0; without the normalisation it scored 0.348 here."""
+    alpha = cv2.imread(str(LEMUR / "lemur_alpha.png"), cv2.IMREAD_GRAYSCALE).astype(np.float64) / 255
+    trimap = cv2.imread(str(LEMUR / "lemur_trimap.png"), cv2.IMREAD_GRAYSCALE)
+    alpha, trimap = alpha[::4, ::4], trimap[::4, ::4]
+    trimap = np.where((trimap > 0) & (trimap < 255), 128, trimap).astype(np.uint8)
+    squeezed = 0.8 * alpha + 0.1
+    assert M.gradient_error(squeezed, alpha, trimap) == pytest.approx(0.0, abs=1e-9)
+    assert _reference_gradient_error(squeezed, alpha, trimap) == pytest.approx(0.0, abs=1e-9)
+    unnormalised = M.gradient_error(squeezed, alpha, trimap, normalize="none")
+    assert unnormalised == pytest.approx(_reference_gradient_error(squeezed, alpha, trimap, normalize=False), rel=1e-9)
+    assert unnormalised > 0.01
+    with pytest.raises(ValueError, match="normalize must be one of"):
+        M.gradient_error(alpha, alpha, trimap, normalize="minmax")
+
+
+def test_connectivity_error_does_not_depend_on_the_dtype():
+    """Regression (issue 15): the same 8-bit matte as uint8, float32 and float64 scores the same; at
+    the threshold 0.6 (np.arange gives 0.6000000000000001) float32 153/255 used to land above and
+    float64 153/255 below it."""
+    rng = np.random.default_rng(3)
+    gt8 = np.zeros((40, 40), np.uint8)
+    gt8[:, :20] = 255
+    gt8[:, 18:22] = 153
+    pred8 = gt8.copy()
+    pred8[10:14, 25:29] = 153  # a blob at exactly the 0.6 level, cut off from the subject
+    pred8[30:33, 5:9] = rng.integers(0, 256, (3, 4), dtype=np.uint8)
+    trimap = np.full((40, 40), 128, np.uint8)
+    f64 = M.connectivity_error(pred8.astype(np.float64) / 255, gt8.astype(np.float64) / 255, trimap)
+    f32 = M.connectivity_error((pred8.astype(np.float32) / 255), (gt8.astype(np.float32) / 255), trimap)
+    u8 = M.connectivity_error(pred8, gt8, trimap)
+    assert f64 == f32 == u8 > 0
+    # the reference reads 8-bit PNGs and divides by 255 in float64: that is the value
+    a, g = pred8 / 255.0, gt8 / 255.0
+    steps = np.arange(0.0, 1.1, 0.1)
+    assert a[10, 25] < steps[6] and np.float32(153 / 255) >= steps[6]
 
 
 def test_connectivity_error_by_hand():
@@ -211,3 +262,23 @@ def test_image_metrics_binarises_at_one_half():
     assert r["iou"] == 1.0
     assert r["mae"] == pytest.approx((18 * 0.5 + 18 * 0.49) / 36, rel=1e-6)
     assert math.isnan(r["sad"])
+
+
+def test_equal_mass_ece_keeps_ties_together_and_ignores_row_order():
+    """Regression (issue 15): a rank split cut tied confidences across bins, so the same pairs in two
+    orders gave 0.20 and 0.30. Bins by quantile value put a tie in one bin whatever the order."""
+    conf = np.array([0.2, 0.2, 0.2, 0.2, 0.9, 0.9])
+    correct = np.array([0, 0, 1, 1, 1, 1], bool)
+    rng = np.random.default_rng(0)
+    values = set()
+    for _ in range(10):
+        order = rng.permutation(conf.size)
+        values.add(round(C.ece(conf[order], correct[order], n_bins=3, binning="mass"), 12))
+    assert len(values) == 1
+    # edges at the quantiles 1/3 and 2/3 = 0.2 and 0.2 + (0.9 - 0.2) * (2/3 * 5 - 3) = 0.4333:
+    # bin 0 is empty, the 0.2s share bin 1 (|0.2 - 0.5| = 0.3 over 4), the 0.9s bin 2 (|0.9 - 1|)
+    assert C.ece(conf, correct, n_bins=3, binning="mass") == pytest.approx((4 * 0.3 + 2 * 0.1) / 6)
+    ids = C.bin_ids(conf, 3, "mass")
+    assert ids.tolist() == [1, 1, 1, 1, 2, 2]
+    # without ties equal-mass bins still split into equal counts
+    assert np.bincount(C.bin_ids(np.linspace(0, 1, 30), 3, "mass")).tolist() == [10, 10, 10]
