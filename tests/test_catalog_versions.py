@@ -13,7 +13,6 @@ import sys
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pandas as pd
 import pytest

@@ -223,7 +223,7 @@ def test_connectivity_error_does_not_depend_on_the_dtype():
     u8 = M.connectivity_error(pred8, gt8, trimap)
     assert f64 == f32 == u8 > 0
     # the reference reads 8-bit PNGs and divides by 255 in float64: that is the value
-    a, g = pred8 / 255.0, gt8 / 255.0
+    a = pred8 / 255.0
     steps = np.arange(0.0, 1.1, 0.1)
     assert a[10, 25] < steps[6] and np.float32(153 / 255) >= steps[6]
 

@@ -416,3 +416,124 @@ def test_dawid_skene_is_crowdkits_em_fitted_to_convergence():
     ours = dawid_skene(votes, "would_use")
     assert ours.sort_index().tolist() == converged.sort_index().tolist()
     assert list(ours.sort_index().index) == sorted(converged.index)
+
+
+def test_export_and_cli(world, tmp_path):
+    e = world["engine"]
+    url = str(e.url)
+    r = runner.invoke(app, ["user", "add", "cli-user", "--role", "rater", "--password-stdin", "--database-url", url], input="a-long-password\n")
+    assert r.exit_code == 0, r.output
+    assert S.authenticate(e, S.login(e, "cli-user", "a-long-password")).role == "rater"
+    r = runner.invoke(app, ["user", "add", "x", "--password-stdin", "--database-url", url], input="short\n")
+    assert r.exit_code == 2 and "8 characters" in r.output
+    r = runner.invoke(app, ["campaign", "create", "cli-c", "--run", str(world["runs"]["good"]), "--items", "4", "-k", "1",
+                            "--raters", "cli-user", "--database-url", url])
+    assert r.exit_code == 0 and "4 items + 0 gold, 4 assignments" in r.output, r.output
+    t = S.login(e, "cli-user", "a-long-password")
+    _answer_all(e, t, lambda item: {**SINGLE, "comment": "fine, \"quoted\""})
+    r = runner.invoke(app, ["results", "cli-c", "--out", str(tmp_path / "exp"), "--n-boot", "100", "--database-url", url])
+    assert r.exit_code == 0, r.output
+    assert "4/4 assignments done" in r.output
+    csv = pd.read_csv(tmp_path / "exp" / "ratings.csv")
+    pq = pd.read_parquet(tmp_path / "exp" / "ratings.parquet")
+    assert len(csv) == len(pq) == 4 and set(csv["comment"]) == {'fine, "quoted"'} and set(pq["overall"]) == {4}
+    assert json.loads((tmp_path / "exp" / "results.json").read_text())["progress"]["done"] == 4
+    assert runner.invoke(app, ["user", "disable", "cli-user", "--database-url", url]).exit_code == 0
+    with pytest.raises(S.AccessDenied):
+        S.authenticate(e, t)
+    r = runner.invoke(app, ["results", "nope", "--database-url", url])
+    assert r.exit_code == 2 and "no campaign named 'nope'" in r.output
+    assert export(e, "cli-c", tmp_path / "again")["ratings_csv"].exists()
+
+
+# --- concurrency --------------------------------------------------------------------------------
+
+def _hammer(url: str, tmp, n_raters: int = 50, per_rater: int = 20) -> None:
+    """50 raters x 20 submits in parallel threads, every submit sent twice (a double click) and a
+    third time by a second thread of the same rater: no rating lost, none duplicated."""
+    w = scored_catalog(url, tmp, n=100)
+    e = w["engine"]
+    names = [f"u{i:02d}" for i in range(n_raters)]
+    pw = add_raters(e, names, admin=None)
+    create_campaign(e, "load", [w["runs"]["eroded"]], 100, n_raters * per_rater // 100, seed=1)
+    errors: list[BaseException] = []
+
+    def rater(name):
+        try:
+            t = S.login(e, name, pw[name])
+            while (item := S.next_item(e, t)) is not None:
+                S.submit(e, t, item["assignment_id"], SINGLE, seconds=1.0)
+                S.submit(e, t, item["assignment_id"], SINGLE, seconds=1.0)
+        except BaseException as exc:  # noqa: BLE001 - collected and re-raised by the test
+            errors.append(exc)
+
+    threads = [threading.Thread(target=rater, args=(n,)) for n in names] + [threading.Thread(target=rater, args=(n,)) for n in names[:10]]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    assert not errors, errors[:3]
+    with session_scope(e) as s:
+        n_ratings = s.scalar(select(func.count()).select_from(Rating))
+        n_distinct = s.scalar(select(func.count(func.distinct(Rating.assignment_id))))
+        n_assign = s.scalar(select(func.count()).select_from(Assignment))
+        pending = s.scalar(select(func.count()).select_from(Assignment).where(Assignment.done.is_(False)))
+        per = Counter(s.scalars(select(Rating.rater_id)))
+    assert n_assign == n_raters * per_rater
+    assert n_ratings == n_distinct == n_assign and pending == 0
+    assert set(per.values()) == {per_rater}
+
+
+@pytest.mark.slow
+def test_concurrent_submits_sqlite(tmp_path):
+    _hammer(f"sqlite:///{tmp_path / 'load.db'}", tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_concurrent_submits_postgres(pg_url, tmp_path):
+    _hammer(pg_url, tmp_path)
+
+
+@pytest.mark.postgres
+def test_service_on_postgres(pg_url, tmp_path):
+    w = scored_catalog(pg_url, tmp_path, n=20)
+    e = w["engine"]
+    pw = add_raters(e, ["p1", "p2"])
+    create_campaign(e, "pg", [w["runs"]["good"]], 6, 2, n_gold=2, seed=0)
+    t = S.login(e, "p1", pw["p1"])
+    item = S.next_item(e, t)
+    evil = "x'; DELETE FROM ratings; --"
+    first = S.submit(e, t, item["assignment_id"], {**SINGLE, "comment": evil}, seconds=2)
+    again = S.submit(e, t, item["assignment_id"], SINGLE, seconds=2)
+    assert first["created"] and not again["created"] and first["rating_id"] == again["rating_id"]
+    assert S.my_ratings(e, t)[0]["comment"] == evil
+    with pytest.raises(S.AccessDenied):
+        S.results(e, t, "pg")
+    admin = S.login(e, "root", pw["root"])
+    assert S.progress(e, admin, "pg")["done"] == 1
+    exp = S.login(e, "p2", pw["p2"], hours=-0.001)
+    with pytest.raises(S.AccessDenied, match="expired"):
+        S.next_item(e, exp)
+
+
+def test_results_before_any_rating(world):
+    e = world["engine"]
+    create_campaign(e, "empty-single", [world["runs"]["good"]], 3, 1, raters=["r1"], seed=11)
+    create_campaign(e, "empty-ab", [world["runs"]["good"], world["runs"]["eroded"]], 3, 1, raters=["r1"], seed=11)
+    one = campaign_results(e, "empty-single", n_boot=50)
+    assert one["n_ratings"] == 0 and one["per_release"]["good"]["overall"]["n"] == 0
+    assert one["human_vs_metric"]["mismatches"]["metric_high_rating_low"] == []
+    two = campaign_results(e, "empty-ab", n_boot=50)
+    assert two["bradley_terry"]["scores"] == {} and two["votes"]["n"] == 0
+
+
+def test_submit_and_next_returns_the_following_item(world):
+    e = world["engine"]
+    pw = add_raters(e, ["sn"], admin=None)
+    create_campaign(e, "sn", [world["runs"]["eroded"]], 3, 1, raters=["sn"], seed=12)
+    t = S.login(e, "sn", pw["sn"])
+    first = S.next_item(e, t)
+    res = S.submit_and_next(e, t, first["assignment_id"], SINGLE, seconds=1)
+    assert res["created"] and res["next"]["done"] == 1 and res["next"]["assignment_id"] != first["assignment_id"]
+    assert res["next"] == S.next_item(e, t)
+    again = S.submit_and_next(e, t, first["assignment_id"], SINGLE, seconds=1)
+    assert not again["created"] and again["rating_id"] == res["rating_id"] and again["next"] == res["next"]
