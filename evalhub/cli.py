@@ -51,6 +51,7 @@ def import_dataset(
     provenance: list[str] = typer.Option([], "--provenance", help="ATTR=annotated|self-reported|estimated (repeatable; default annotated)"),
     limit: Optional[int] = typer.Option(None, "--limit", help="import only the first N ids"),
     ids: Optional[Path] = typer.Option(None, "--ids", help="text file of ids to import (one per line), e.g. a test split"),
+    mask_encoding: str = typer.Option("0-255", "--mask-encoding", help="masks' foreground: 0-255 (> 127) or 0-1 (== 1)"),
     database_url: Optional[str] = DB_OPT,
 ) -> None:
     """Register a real image/mask set (ECSSD, CCP layouts) with its attributes."""
@@ -65,7 +66,7 @@ def import_dataset(
         k, v = item.split("=", 1)
         prov[k] = v
     try:
-        res = run(db.connect(database_url), name, images, masks, alpha, trimaps, metadata, id_column, prov, limit, ids)
+        res = run(db.connect(database_url), name, images, masks, alpha, trimaps, metadata, id_column, prov, limit, ids, mask_encoding)
     except (FileNotFoundError, ValueError, BadInputError) as exc:
         _fail(str(exc))
     for w in res.warnings[:20]:
@@ -84,12 +85,15 @@ def release_add(
     predictions: Optional[Path] = typer.Option(None, "--predictions", help="folder with masks/<id>.png and confidences.csv"),
     threshold: float = typer.Option(0.5, "--threshold", help="gate threshold of a predictions release"),
     version: Optional[str] = typer.Option(None, "--version", help="version of a predictions release"),
+    encoding: str = typer.Option("probability", "--encoding",
+                                 help="what the prediction files hold: probability (8-bit /255, 16-bit /65535) or binary (0/1 or 0/255 masks)"),
     database_url: Optional[str] = DB_OPT,
 ) -> None:
     """Register an ONNX model with its manifest, or a folder of predictions made elsewhere."""
     import db
     from db.catalog import register_release
     from evalhub.releases import (
+        PREDICTION_ENCODINGS,
         PROXY_DESCRIPTION,
         OnnxRelease,
         ReleaseError,
@@ -112,10 +116,12 @@ def release_add(
         else:
             if not 0 <= threshold <= 1:
                 _fail(f"--threshold must be in [0, 1], got {threshold}")
+            if encoding not in PREDICTION_ENCODINGS:
+                _fail(f"--encoding must be one of {', '.join(PREDICTION_ENCODINGS)}, got {encoding!r}")
             files, conf = scan_predictions(predictions)
             proxy = conf is None
             reg = register_release(db.connect(database_url), name, "predictions", str(predictions.resolve()), threshold,
-                                   {"n_masks": len(files), "confidences": conf is not None}, version, proxy,
+                                   {"n_masks": len(files), "confidences": conf is not None, "encoding": encoding}, version, proxy,
                                    release_content("predictions", predictions))
     except (ReleaseError, FileNotFoundError) as exc:
         _fail(str(exc))
@@ -160,7 +166,8 @@ def release_baseline(
     from evalhub.releases import release_content
 
     reg = register_release(engine, name, "predictions", str(Path(out).resolve()), threshold,
-                           {"n_masks": res["n"], "confidences": method == "grabcut", "baseline": method}, f"baseline-{method}",
+                           {"n_masks": res["n"], "confidences": method == "grabcut", "baseline": method, "encoding": "probability"},
+                           f"baseline-{method}",
                            method != "grabcut", release_content("predictions", out))
     typer.echo(f"baseline {method}: {res['n']} predictions in {out}; " + _registered("release", reg))
 

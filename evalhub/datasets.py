@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from synth.io import BadInput, open_image, read_gray
+from synth.io import MASK_ENCODINGS, BadInput, open_image, read_binary_mask, read_gray
 from synth.sources import COMPOSITE_DERIVED as DERIVED  # one definition for real and synthetic sets
 from synth.sources import IMAGE_EXTS, derived_attributes, read_metadata, thin_fraction  # noqa: F401
 
@@ -18,13 +18,14 @@ GT_THRESHOLD = 127
 """A ground-truth mask is foreground where its 8-bit value is > 127."""
 
 
-def read_mask(path: str | Path) -> np.ndarray:
-    """A ground-truth mask as ``(H, W)`` bool, foreground where the 8-bit value is > 127.
+def read_mask(path: str | Path, encoding: str = "0-255") -> np.ndarray:
+    """A ground-truth mask as ``(H, W)`` bool, as declared: foreground where the 8-bit value is
+    > 127 (``0-255``, the default) or == 1 (``0-1``); see :func:`synth.io.read_binary_mask`.
 
     Raises:
-        BadInput: unreadable file.
+        BadInput: unreadable or ambiguous file (a 0/1 mask read as 0/255), naming it.
     """
-    return read_gray(path) > GT_THRESHOLD
+    return read_binary_mask(path, encoding)
 
 
 def read_alpha(path: str | Path) -> np.ndarray:
@@ -93,8 +94,10 @@ def import_dataset(
     provenance: dict[str, str] | None = None,
     limit: int | None = None,
     ids: Path | None = None,
+    mask_encoding: str = "0-255",
 ) -> ImportResult:
-    """Register a real image/mask set in the catalog (replacing one of the same name).
+    """Register a real image/mask set in the catalog as a new revision of ``name`` (identical
+    content again is a no-op).
 
     Images and masks pair by file stem (``images/0001.jpg`` with ``masks/0001.png``); optional alpha
     mattes and trimaps pair the same way. Every mask is read once to derive
@@ -110,6 +113,9 @@ def import_dataset(
         limit: keep only the first ``limit`` stems in sorted order (tests, demos).
         ids: a text file of ids (one per line) to import, e.g. a test split; listed ids without an
             image are quarantined. Applied before ``limit``.
+        mask_encoding: how the masks encode foreground, ``0-255`` (> 127) or ``0-1`` (== 1),
+            stored with the dataset so scoring reads them the same way; under ``0-255`` a mask of
+            values 0/1 is quarantined as ambiguous (:func:`synth.io.read_binary_mask`).
 
     Returns:
         An :class:`ImportResult`.
@@ -120,6 +126,8 @@ def import_dataset(
     """
     from db.catalog import SampleRecord, register_dataset
 
+    if mask_encoding not in MASK_ENCODINGS:
+        raise ValueError(f"mask encoding must be one of {', '.join(MASK_ENCODINGS)}, got {mask_encoding!r}")
     images, masks = Path(images).resolve(), Path(masks).resolve()
     imgs = _by_stem(images, "images")
     msks = _by_stem(masks, "masks")
@@ -155,7 +163,7 @@ def import_dataset(
         try:
             with open_image(img_path) as im:
                 w, h = im.size
-            mask = read_mask(msks[stem])
+            mask = read_mask(msks[stem], mask_encoding)
         except BadInput as exc:
             quarantine.append({"id": stem, "path": exc.path, "reason": exc.reason})
             continue
@@ -179,7 +187,9 @@ def import_dataset(
         if orphans:
             warnings.append(f"metadata ids without an image: {orphans[:10]}{' ...' if len(orphans) > 10 else ''}")
     if not records:
-        raise ValueError(f"dataset {name!r}: no usable image/mask pair in {images} and {masks}")
+        first = "; ".join(f"{q['path']}: {q['reason']}" for q in quarantine[:3])
+        raise ValueError(f"dataset {name!r}: no usable image/mask pair in {images} and {masks}"
+                         + (f" ({len(quarantine)} quarantined; first: {first})" if quarantine else ""))
     prov = {k: "derived" for k in DERIVED}
     for attr, p in (provenance or {}).items():
         prov[attr] = p
@@ -187,6 +197,7 @@ def import_dataset(
         engine, name, "imported", str(root), records, provenance=prov,
         info={"images": str(images), "masks": str(masks), "alpha": str(alpha) if alpha else None,
               "trimaps": str(trimaps) if trimaps else None, "metadata": str(metadata) if metadata else None,
+              "mask_encoding": mask_encoding,
               "quarantine": quarantine},
     )
     return ImportResult(reg.id, len(records), sum(not r.has_subject for r in records), quarantine, warnings, reg.revision, reg.created)

@@ -343,30 +343,58 @@ class OnnxRelease:
 # Prediction folders
 
 
-def read_probability(path: str | Path) -> np.ndarray:
-    """A predicted mask file as ``(h, w)`` float32 probabilities in [0, 1].
+PREDICTION_ENCODINGS = ("probability", "binary")
+"""How a predictions folder's mask files encode the prediction, as its release declares it."""
 
-    8-bit files whose values are all 0 or 1 are binary masks; other 8-bit files are divided by 255,
-    16-bit files by 65535; 1-bit files are binary; colour files are converted to luminance.
+
+def read_probability(path: str | Path, encoding: str = "probability") -> np.ndarray:
+    """A predicted mask file as ``(h, w)`` float32 probabilities in [0, 1], read as declared.
+
+    ``encoding="probability"`` (the default): 8-bit values / 255, 16-bit / 65535, 32-bit float files
+    as they are (in [0, 1]). An 8-bit map whose values are all 0 or 1 is read as probabilities too
+    (p <= 1/255), never guessed to be a binary mask: a release whose files are 0/1 masks says
+    ``encoding="binary"``, where any value > 0 is foreground and the values must be 0/1 or 0/255.
+
+    Channels: a grey file is read as it is; a file with an alpha channel (RGBA, LA: what
+    background-removal tools write) is read from its alpha; an RGB file whose three channels are
+    equal is grey. Any other colour file (a mask in one channel, a colour visualisation) is
+    ambiguous and refused, naming the file.
 
     Raises:
-        BadInput: unreadable file.
+        BadInput: unreadable file, ambiguous colour file, float values outside [0, 1], or a binary
+            release's file with other values than 0/1 or 0/255 (each naming the file).
+        ValueError: an unknown ``encoding``.
     """
+    if encoding not in PREDICTION_ENCODINGS:
+        raise ValueError(f"encoding must be one of {PREDICTION_ENCODINGS}, got {encoding!r}")
     img = open_image(path)
     if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-        return np.clip(np.asarray(img, dtype=np.float32) / 65535.0, 0, 1)
+        arr = np.asarray(img, dtype=np.float32) / 65535.0
+        if encoding == "binary":
+            return (arr > 0).astype(np.float32)
+        return np.clip(arr, 0, 1)
     if img.mode == "1":
         return np.asarray(img, dtype=np.float32)
     if img.mode == "F":
         arr = np.asarray(img, dtype=np.float32)
         if not np.isfinite(arr).all() or arr.min() < 0 or arr.max() > 1:
             raise BadInput(path, "float mask values outside [0, 1]")
-        return arr
-    if img.mode != "L":
-        img = img.convert("L")
-    arr = np.asarray(img, dtype=np.uint8)
-    if arr.max() <= 1:
-        return arr.astype(np.float32)
+        return (arr > 0).astype(np.float32) if encoding == "binary" else arr
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        arr = np.asarray(img.convert("RGBA"), dtype=np.uint8)[..., 3]
+    elif img.mode == "L":
+        arr = np.asarray(img, dtype=np.uint8)
+    else:
+        rgb = np.asarray(img.convert("RGB"), dtype=np.uint8)
+        if not ((rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all()):
+            raise BadInput(path, "colour prediction without an alpha channel: which channel holds the mask is ambiguous; "
+                                 "write grey or RGBA files")
+        arr = rgb[..., 0]
+    if encoding == "binary":
+        values = np.unique(arr)
+        if not (set(values.tolist()) <= {0, 1} or set(values.tolist()) <= {0, 255}):
+            raise BadInput(path, f"the release declares binary masks but the file holds values {values[:6].tolist()}...")
+        return (arr > 0).astype(np.float32)
     return arr.astype(np.float32) / 255.0
 
 

@@ -148,7 +148,7 @@ def worst_images(run: Path, table, summary: dict[str, Any], k: int) -> list[dict
     for _, r in pd.concat([pos, neg]).iterrows():
         key = r["sample_key"]
         try:
-            image, gt = read_rgb(root / r["image_path"]), read_mask(root / r["mask_path"])
+            image, gt = read_rgb(root / r["image_path"]), read_mask(root / r["mask_path"], summary["dataset"].get("mask_encoding", "0-255"))
             pred = cv2.imread(str(run / "predictions" / "masks" / f"{key}.png"), cv2.IMREAD_GRAYSCALE)
             if pred is None:
                 raise BadInput(run / "predictions" / "masks" / f"{key}.png", "missing prediction")

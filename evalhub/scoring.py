@@ -60,6 +60,8 @@ class ScoreContext:
     dilation_ratio: float
     out_dir: str
     onnx_threads: int = 0
+    encoding: str = "probability"
+    mask_encoding: str = "0-255"
 
 
 _SESSIONS: dict[tuple[str, int, str, int], OnnxRelease] = {}
@@ -86,7 +88,7 @@ def score_batch(ctx: ScoreContext, batch: list[dict[str, Any]]) -> list[dict[str
     loaded, results = [], []
     for s in batch:
         try:
-            gt = read_mask(root / s["mask_path"])
+            gt = read_mask(root / s["mask_path"], ctx.mask_encoding)
             image = read_rgb(root / s["image_path"]) if ctx.release_kind == "onnx" else None
         except BadInput as exc:
             results.append(_quarantine(s, exc.path, exc.reason))
@@ -99,12 +101,17 @@ def score_batch(ctx: ScoreContext, batch: list[dict[str, Any]]) -> list[dict[str
         for s, _, _ in loaded:
             path = ctx.prediction_files[s["sample_key"]]
             try:
-                preds.append((read_probability(path), None if ctx.confidences is None else ctx.confidences[s["sample_key"]], None))
+                preds.append((read_probability(path, ctx.encoding), None if ctx.confidences is None else ctx.confidences[s["sample_key"]], None))
             except BadInput as exc:
                 preds.append((None, None, exc.reason))
     for (s, gt, _), (prob, conf, err) in zip(loaded, preds):
         if prob is None:
             results.append(_quarantine(s, ctx.prediction_files.get(s["sample_key"], ""), f"prediction: {err}"))
+            continue
+        if not np.isfinite(prob).all():
+            bad = int((~np.isfinite(prob)).sum())
+            results.append(_quarantine(s, ctx.prediction_files.get(s["sample_key"], ctx.release_path),
+                                       f"prediction: {bad} non-finite value(s) (NaN or infinite) in the probability map"))
             continue
         resized = prob.shape != gt.shape
         if resized:
@@ -296,8 +303,10 @@ def _score_locked(engine: Any, rel: dict[str, Any], ds: dict[str, Any], samples:
     onnx_threads = 0 if workers == 1 else 1
     if rel["kind"] == "onnx":
         _onnx(rel["path"], rel["manifest"], onnx_threads)  # fail early on a mismatch; reused inline
+    encoding = (rel["manifest"] or {}).get("encoding", "probability") if rel["kind"] == "predictions" else "probability"
     ctx = ScoreContext(ds["root"], rel["kind"], rel["path"], rel["manifest"], files, confidences, bound_th, dilation_ratio,
-                       str(out), onnx_threads=onnx_threads)
+                       str(out), onnx_threads=onnx_threads, encoding=encoding,
+                       mask_encoding=(ds["info"] or {}).get("mask_encoding", "0-255"))
     bs = (rel["manifest"] or {}).get("batch_size", 8) if rel["kind"] == "onnx" else 8
     batches = [samples[i : i + bs] for i in range(0, len(samples), bs)]
     units = [("evalhub.score_batch", c) for c in chunk(batches, workers, per_worker=4, max_size=8)]
@@ -346,7 +355,8 @@ def _score_locked(engine: Any, rel: dict[str, Any], ds: dict[str, Any], samples:
     summary = {
         "release": {k: rel[k] for k in ("name", "revision", "kind", "version", "path", "threshold", "confidence_proxy")},
         "confidence_proxy": PROXY_DESCRIPTION if rel["confidence_proxy"] else None,
-        "dataset": {"name": ds["name"], "revision": ds["revision"], "kind": ds["kind"], "root": ds["root"], "provenance": ds["provenance"]},
+        "dataset": {"name": ds["name"], "revision": ds["revision"], "kind": ds["kind"], "root": ds["root"], "provenance": ds["provenance"],
+                    "mask_encoding": ctx.mask_encoding},
         "settings": settings,
         "counts": {"n": int(len(table)), "n_positive": int(len(pos)), "n_negative": int(len(table) - len(pos)),
                    "n_quarantined": len(quarantine), "n_missing": len(missing), "n_resized": len(resized)},

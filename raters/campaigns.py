@@ -45,6 +45,11 @@ class CampaignError(ValueError):
     """A campaign that cannot be created as asked (the message names the run, option or count)."""
 
 
+def _stratum_text(v: Any) -> str:
+    """An attribute value as stratum text: ``(missing)`` for None / NaN."""
+    return "(missing)" if v is None or (isinstance(v, float) and v != v) else str(v)
+
+
 def _pct_rank(x: pd.Series) -> np.ndarray:
     return x.rank(pct=True, method="average").fillna(0.5).to_numpy()
 
@@ -99,7 +104,10 @@ def draw_items(table: pd.DataFrame, n: int, n_gold: int, thresholds: Sequence[fl
         if ATTR_PREFIX + a not in t.columns:
             raise CampaignError(f"--stratify {a!r} is not an attribute of the run (known: "
                                 f"{[c[len(ATTR_PREFIX):] for c in t.columns if c.startswith(ATTR_PREFIX)]})")
-    t["stratum"] = t[[ATTR_PREFIX + a for a in stratify]].astype(str).agg(" & ".join, axis=1) if stratify else "all"
+    # a missing value (negatives have no mask attributes) is a stratum of its own; mapped value by
+    # value because astype(str) keeps NaN under pandas 3's string dtype
+    t["stratum"] = (t[[ATTR_PREFIX + a for a in stratify]].apply(lambda col: col.map(_stratum_text)).agg(" & ".join, axis=1)
+                    if stratify else "all")
     t["weight"] = _weights(t, thresholds, ab)
     t["is_gold"] = False
     t["gold_answer"] = None

@@ -80,6 +80,35 @@ def read_rgb(path: str | os.PathLike) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(img, dtype=np.uint8))
 
 
+MASK_ENCODINGS = ("0-255", "0-1")
+"""How a binary mask file encodes foreground: ``0-255`` (foreground where the 8-bit value is > 127,
+the ECSSD/CCP convention and the default) or ``0-1`` (foreground where the value is 1)."""
+
+
+def read_binary_mask(path: str | os.PathLike, encoding: str = "0-255") -> np.ndarray:
+    """A binary mask file as ``(H, W)`` bool, read as its declared encoding.
+
+    With the default ``0-255`` a file whose values are all 0 or 1 and not all 0 is ambiguous (read
+    as 0/255 it is empty, read as 0/1 it is the subject) and is refused, naming the file and the
+    declaration to make; an all-zero file is a real empty mask in either encoding.
+
+    Raises:
+        BadInput: unreadable, ambiguous, or (``0-1``) holding values other than 0 and 1.
+        ValueError: an unknown ``encoding``.
+    """
+    if encoding not in MASK_ENCODINGS:
+        raise ValueError(f"mask encoding must be one of {MASK_ENCODINGS}, got {encoding!r}")
+    g = read_gray(path)
+    hi = int(g.max()) if g.size else 0
+    if encoding == "0-1":
+        if hi > 1:
+            raise BadInput(path, f"declared a 0/1 mask but holds values up to {hi}")
+        return g == 1
+    if hi == 1:
+        raise BadInput(path, "the mask's values are 0 and 1: read as a 0/255 mask it would be empty; declare the masks' encoding 0-1")
+    return g > 127
+
+
 def read_gray(path: str | os.PathLike) -> np.ndarray:
     """Read a mask or alpha matte as one 8-bit channel.
 

@@ -52,9 +52,11 @@ class Plan:
 def assign_splits(photo_keys: list[str], fractions: dict[str, float], seed: int) -> dict[str, str]:
     """Assign each source photo to a split.
 
-    Photos are ordered by SHA-256 of ``"{seed}:{key}"`` and cut into consecutive runs of
-    largest-remainder sizes, so the split sizes are exact and a photo's split does not depend on
-    the order of the folders. A foreground and a background from the same photo share a split.
+    A photo's key is the SHA-256 of its file's bytes (:attr:`synth.sources.ForegroundItem.photo_key`),
+    so a foreground and a background from the same photo, and byte-identical photos under two names,
+    share a split (no leak between train and val). Photos are ordered by SHA-256 of
+    ``"{seed}:{key}"`` and cut into consecutive runs of largest-remainder sizes, so the split sizes
+    are exact and a photo's split does not depend on the order of the folders.
     """
     keys = sorted(set(photo_keys), key=lambda k: hashlib.sha256(f"{seed}:{k}".encode()).hexdigest())
     counts = largest_remainder([fractions[s] for s in SPLITS], len(keys))
@@ -88,11 +90,23 @@ def make_plan(recipe: Recipe, fgs: list[ForegroundItem], bgs: list[BackgroundIte
     seed = recipe.seed
     columns = list(recipe.balance.columns)
     fractions = recipe.splits.as_dict()
-    split_of = assign_splits([f.photo_key for f in fgs] + [b.photo_key for b in bgs], fractions, seed)
+    # photos that give a background are split on their own, then the subject-only ones, so every
+    # split with a share gets its share of backgrounds whenever there are enough of them
+    bg_keys = {b.photo_key for b in bgs}
+    split_of = assign_splits(sorted(bg_keys), fractions, seed)
+    split_of.update(assign_splits(sorted({f.photo_key for f in fgs} - bg_keys), fractions, seed))
     fg_by_id = {f.fg_id: f for f in fgs}
     bgs_by_split: dict[str, list[BackgroundItem]] = defaultdict(list)
     for b in bgs:
         bgs_by_split[split_of[b.photo_key]].append(b)
+    if recipe.n_samples:
+        empty = [s for s in SPLITS if fractions[s] > 0 and not bgs_by_split.get(s)]
+        if empty:
+            n_photos = len({b.photo_key for b in bgs})
+            raise QuotaError(
+                f"splits {fractions}: no background photo falls in {empty} ({n_photos} distinct background photo(s) for "
+                f"{len(set(split_of))} photos in all), so those splits would get nothing; use more backgrounds or set their "
+                "fractions to 0")
 
     n_neg = int(round(recipe.n_samples * recipe.negatives))
     n_pos = recipe.n_samples - n_neg

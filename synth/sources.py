@@ -171,16 +171,35 @@ def read_metadata(path: Path, id_column: str) -> tuple[dict[str, dict[str, str |
         FileNotFoundError: no such file. ValueError: unknown format or missing id column (naming
         the file and column).
     """
+    import csv
+
     import pyarrow as pa
-    import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
 
     if not path.is_file():
         raise FileNotFoundError(f"metadata table {path} does not exist")
     suffix = path.suffix.lower()
     if suffix == ".csv":
-        header = path.open().readline().strip().split(",")
-        table = pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(column_types={c: pa.string() for c in header}))
+        # a real CSV reader, every cell text (ids like 0007 stay 0007), UTF-8 with or without the
+        # byte-order mark spreadsheets write; any other encoding fails naming the file
+        try:
+            with path.open(newline="", encoding="utf-8-sig") as f:
+                reader = csv.reader(f)
+                header = next(reader, None)
+                body = list(reader)
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"metadata table {path}: not UTF-8 (byte {exc.start}: {exc.object[exc.start:exc.start + 1]!r}); "
+                             "save it as UTF-8") from None
+        except csv.Error as exc:
+            raise ValueError(f"metadata table {path}: malformed CSV ({exc})") from None
+        if not header:
+            raise ValueError(f"metadata table {path}: empty file, no header row")
+        header = [h.strip() for h in header]
+        bad = [i + 2 for i, r in enumerate(body) if r and len(r) != len(header)]
+        if bad:
+            raise ValueError(f"metadata table {path}: rows {bad[:10]} have another number of cells than the header ({len(header)})")
+        body = [r for r in body if r]
+        table = pa.table({c: pa.array([r[i] for r in body], pa.string()) for i, c in enumerate(header)})
     elif suffix in (".parquet", ".pq"):
         table = pq.read_table(path)
     else:
@@ -260,6 +279,9 @@ def scan_foregrounds(pool: ForegroundPool) -> tuple[list[ForegroundItem], list[Q
                         matte_path,
                         f"matte is {matte.shape[1]}x{matte.shape[0]} but its photo is {rgb.shape[1]}x{rgb.shape[0]} (WxH)",
                     )
+            if pool.kind == "image_mask" and int(matte.max()) == 1:
+                raise BadInput(matte_path, "the mask's values are 0 and 1, but recipes read masks as 0/255 (foreground > 127): "
+                                           "convert the masks to 0/255")
             mask = matte > 127
             if not mask.any():
                 raise BadInput(matte_path or img_path, "empty mask: no subject pixel")
@@ -279,7 +301,7 @@ def scan_foregrounds(pool: ForegroundPool) -> tuple[list[ForegroundItem], list[Q
                 kind=pool.kind,
                 image=str(img_path),
                 matte=str(matte_path) if matte_path else None,
-                photo_key=str(Path(img_path).resolve()),
+                photo_key=sha256_file(img_path),
                 sha256=_combined_sha(*paths),
                 height=int(rgb.shape[0]),
                 width=int(rgb.shape[1]),
@@ -371,6 +393,9 @@ def scan_backgrounds(pool: BackgroundPool, out_hw: tuple[int, int] | None = None
                         mask_path,
                         f"mask is {mask.shape[1]}x{mask.shape[0]} but its photo is {rgb.shape[1]}x{rgb.shape[0]} (WxH)",
                     )
+                if int(mask.max()) == 1:
+                    raise BadInput(mask_path, "the mask's values are 0 and 1, but recipes read masks as 0/255 (foreground > 127): "
+                                              "convert the masks to 0/255")
                 inpainted, why = _plate_check(mask > 127, pool, out_hw)
                 if why is not None:
                     quarantine.append(QuarantineEntry(bg_id, str(mask_path), why, kind="skipped"))
@@ -390,7 +415,7 @@ def scan_backgrounds(pool: BackgroundPool, out_hw: tuple[int, int] | None = None
                 kind=pool.kind,
                 image=str(img_path),
                 mask=str(mask_path) if mask_path else None,
-                photo_key=str(Path(img_path).resolve()),
+                photo_key=sha256_file(img_path),
                 sha256=_combined_sha(*paths),
                 dilate_px=pool.dilate_px,
                 inpaint=pool.inpaint,
