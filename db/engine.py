@@ -14,6 +14,11 @@ DEFAULT_SQLITE_PATH = "liftlab.db"
 """Catalog file used when neither an explicit URL nor ``DATABASE_URL`` is given (relative to cwd)."""
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+"""How long a SQLite catalog waits for another writer's lock (``LIFTLAB_SQLITE_BUSY_MS`` overrides)."""
+
+
+def _busy_ms() -> int:
+    return int(os.environ.get("LIFTLAB_SQLITE_BUSY_MS", SQLITE_BUSY_TIMEOUT_MS))
 
 _MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -41,7 +46,7 @@ def database_url(url: str | None = None) -> str:
 def _sqlite_pragmas(dbapi_connection, _record) -> None:  # pragma: no cover - exercised via connect
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.execute(f"PRAGMA busy_timeout={_busy_ms()}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
@@ -54,7 +59,7 @@ def create_catalog_engine(url: str | None = None) -> Engine:
     """
     resolved = database_url(url)
     if resolved.startswith("sqlite"):
-        engine = create_engine(resolved, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+        engine = create_engine(resolved, connect_args={"timeout": _busy_ms() / 1000})
         event.listen(engine, "connect", _sqlite_pragmas)
         db_path = engine.url.database
         if db_path and db_path != ":memory:":
@@ -99,6 +104,60 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
                 connection.commit()
 
 
+class CatalogError(RuntimeError):
+    """A catalog that cannot be used: unreachable, malformed URL, locked, read-only, corrupt or of a
+    newer revision. The message is one line naming the catalog URL (password hidden)."""
+
+
+_CURRENT_URL: str | None = None
+
+
+def shown_url(url: str) -> str:
+    """``url`` with its password hidden (as given when it does not parse)."""
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - shown as given
+        return url
+
+
+def current_url() -> str:
+    """The catalog URL this process connected to last (password hidden), for error messages."""
+    return _CURRENT_URL or shown_url(database_url(None))
+
+
+def catalog_error_line(exc: BaseException, url: str) -> str | None:
+    """One line for a catalog exception (None when ``exc`` is not one), naming ``url`` and what to do."""
+    from alembic.util.exc import CommandError
+    from sqlalchemy.exc import ArgumentError, DatabaseError, OperationalError
+
+    def first(x: object) -> str:
+        return next((ln.strip() for ln in str(x).splitlines() if ln.strip()), "")
+
+    if isinstance(exc, CommandError) and "Can't locate revision" in str(exc):
+        return f"catalog {url} was migrated by a newer liftlab ({first(exc)}); upgrade liftlab before using it"
+    if isinstance(exc, ArgumentError):
+        return f"catalog URL {url!r} is not a database URL ({first(exc)})"
+    if isinstance(exc, (OperationalError, DatabaseError)):
+        orig = first(getattr(exc, "orig", None) or exc)
+        low = orig.lower()
+        if "locked" in low:
+            hint = "another process holds it past the busy timeout; try again when it is done"
+        elif "readonly" in low or "read-only" in low:
+            hint = "it is read-only; use a writable catalog (--database-url)"
+        elif "not a database" in low or "malformed" in low:
+            hint = "the file is not a healthy SQLite database; restore it from a backup or use another catalog"
+        elif "unable to open" in low:
+            hint = "its folder cannot be written or does not exist"
+        elif "connect" in low or "connection" in low or "resolve" in low:
+            hint = "the database server cannot be reached; check DATABASE_URL / --database-url"
+        else:
+            hint = "check the catalog"
+        return f"catalog {url}: {orig} ({hint})"
+    return None
+
+
 def connect(url: str | None = None, migrate: bool = True) -> Engine:
     """Return an engine on the catalog, upgraded to the newest schema revision.
 
@@ -107,11 +166,24 @@ def connect(url: str | None = None, migrate: bool = True) -> Engine:
         migrate: run ``alembic upgrade head`` first (idempotent).
 
     Raises:
-        sqlalchemy.exc.OperationalError: the database cannot be reached.
+        CatalogError: the catalog cannot be used (one line naming the URL and the reason).
     """
-    engine = create_catalog_engine(url)
-    if migrate:
-        upgrade(engine)
+    global _CURRENT_URL
+    resolved = database_url(url)
+    _CURRENT_URL = shown_url(resolved)
+    try:
+        engine = create_catalog_engine(url)
+        if migrate:
+            upgrade(engine)
+    except CatalogError:
+        raise
+    except Exception as exc:
+        line = catalog_error_line(exc, _CURRENT_URL)
+        if line is None and isinstance(exc, OSError):
+            line = f"catalog {_CURRENT_URL}: {exc.strerror or exc}"
+        if line is None:
+            raise
+        raise CatalogError(line) from exc
     return engine
 
 

@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Score subject-lifting model releases.")
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help="Score subject-lifting model releases.")
 release_app = typer.Typer(add_completion=False, no_args_is_help=True, help="Register and list model releases.")
 app.add_typer(release_app, name="release")
 
@@ -49,7 +49,7 @@ def import_dataset(
     metadata: Optional[Path] = typer.Option(None, "--metadata", help="CSV or Parquet of attributes, one row per id"),
     id_column: str = typer.Option("sample_id", "--id-column", help="id column of the metadata table"),
     provenance: list[str] = typer.Option([], "--provenance", help="ATTR=annotated|self-reported|estimated (repeatable; default annotated)"),
-    limit: Optional[int] = typer.Option(None, "--limit", help="import only the first N ids"),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="import only the first N ids"),
     ids: Optional[Path] = typer.Option(None, "--ids", help="text file of ids to import (one per line), e.g. a test split"),
     mask_encoding: str = typer.Option("0-255", "--mask-encoding", help="masks' foreground: 0-255 (> 127) or 0-1 (== 1)"),
     database_url: Optional[str] = DB_OPT,
@@ -145,7 +145,7 @@ def release_baseline(
     method: str = typer.Option("grabcut", "--method", help="grabcut | centre | ellipse"),
     out: Path = typer.Option(..., "--out", help="prediction folder to write"),
     threshold: float = typer.Option(0.5, "--threshold", help="gate threshold"),
-    workers: Optional[int] = typer.Option(None, "--workers"),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1),
     database_url: Optional[str] = DB_OPT,
 ) -> None:
     """Predict a dataset with a model-free baseline (GrabCut, the centre prior or the centre ellipse)
@@ -188,15 +188,15 @@ def score_cmd(
     release: str = typer.Option(..., "--release", help="release name"),
     dataset: str = typer.Option(..., "--dataset", help="dataset name"),
     out: Path = typer.Option(..., "--out", help="run folder"),
-    accept_iou: float = typer.Option(0.8, "--accept-iou", help="an extraction is acceptable when IoU >= this (tau)"),
-    boundary_px: Optional[int] = typer.Option(None, "--boundary-px", help="boundary F1 tolerance in pixels [default: ceil(0.008 x diagonal)]"),
-    target_precision: float = typer.Option(0.95, "--target-precision", help="precision the recommended threshold must reach"),
-    min_n: int = typer.Option(30, "--min-n", help="slices with fewer images are marked insufficient"),
+    accept_iou: float = typer.Option(0.8, "--accept-iou", min=0.0, max=1.0, help="an extraction is acceptable when IoU >= this (tau)"),
+    boundary_px: Optional[int] = typer.Option(None, "--boundary-px", min=1, help="boundary F1 tolerance in pixels [default: ceil(0.008 x diagonal)]"),
+    target_precision: float = typer.Option(0.95, "--target-precision", min=0.0, max=1.0, help="precision the recommended threshold must reach"),
+    min_n: int = typer.Option(30, "--min-n", min=1, help="slices with fewer images are marked insufficient"),
     intersections: Optional[str] = typer.Option(None, "--intersections", help="a*b,c*d [default: every pair of attributes]; '' for none"),
     split: Optional[str] = typer.Option(None, "--split", help="score only this split"),
-    limit: Optional[int] = typer.Option(None, "--limit", help="score only the first N samples"),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="score only the first N samples"),
     allow_missing: bool = typer.Option(False, "--allow-missing", help="score what has predictions and list the rest"),
-    workers: Optional[int] = typer.Option(None, "--workers", help="processes [default: all cores]"),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="processes [default: all cores]"),
     executor: str = typer.Option("local", "--executor", help="local or ray"),
     ray_address: Optional[str] = typer.Option(None, "--ray-address"),
     seed: int = typer.Option(0, "--seed", help="bootstrap seed"),
@@ -334,3 +334,15 @@ def delete_cmd(
     except DeleteRefused as exc:
         _fail(f"{exc} with --with-ratings")
     typer.echo(f"deleted {kind} {dep.ref} with {dep.describe()}; files on disk were left as they are")
+
+
+def cli() -> None:
+    """The ``evalhub`` console script: the app behind liftlab's one error boundary
+    (:func:`synth.errors.run`: one line and exit 2 for any failure, the traceback with --debug)."""
+    from synth.errors import run
+
+    run(app)
+
+
+if __name__ == "__main__":
+    cli()

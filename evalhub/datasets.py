@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from synth.io import MASK_ENCODINGS, BadInput, open_image, read_binary_mask, read_gray
+from synth.io import MASK_ENCODINGS, BadInput, open_image, printable_path, read_binary_mask, read_gray, utf8_name
 from synth.sources import COMPOSITE_DERIVED as DERIVED  # one definition for real and synthetic sets
 from synth.sources import IMAGE_EXTS, derived_attributes, read_metadata, thin_fraction  # noqa: F401
 
@@ -72,12 +72,17 @@ class ImportResult:
     created: bool = True
 
 
-def _by_stem(folder: Path, what: str) -> dict[str, Path]:
+def _by_stem(folder: Path, what: str, quarantine: list[dict[str, str]] | None = None) -> dict[str, Path]:
+    """Image files of ``folder`` by stem; names that are not valid UTF-8 go to ``quarantine``."""
     if not folder.is_dir():
         raise FileNotFoundError(f"{what} folder {folder} does not exist")
     out: dict[str, Path] = {}
     for p in sorted(folder.iterdir()):
         if p.is_file() and p.suffix.lower() in IMAGE_EXTS and not p.name.startswith("."):
+            if not utf8_name(p):
+                if quarantine is not None:
+                    quarantine.append({"id": printable_path(p.stem), "path": printable_path(p), "reason": "file name is not valid UTF-8; rename it"})
+                continue
             out.setdefault(p.stem, p)
     return out
 
@@ -129,12 +134,12 @@ def import_dataset(
     if mask_encoding not in MASK_ENCODINGS:
         raise ValueError(f"mask encoding must be one of {', '.join(MASK_ENCODINGS)}, got {mask_encoding!r}")
     images, masks = Path(images).resolve(), Path(masks).resolve()
-    imgs = _by_stem(images, "images")
+    quarantine: list[dict[str, str]] = []
+    imgs = _by_stem(images, "images", quarantine)
     msks = _by_stem(masks, "masks")
     alphas = _by_stem(Path(alpha).resolve(), "alpha") if alpha else {}
     tris = _by_stem(Path(trimaps).resolve(), "trimaps") if trimaps else {}
     meta: dict[str, dict[str, str | None]] = {}
-    quarantine: list[dict[str, str]] = []
     warnings: list[str] = []
     if metadata:
         meta, dups = read_metadata(Path(metadata), id_column)

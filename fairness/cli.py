@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Fairness audits, model-card reports and gap comparisons.")
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help="Fairness audits, model-card reports and gap comparisons.")
 
 
 @app.callback()
@@ -74,7 +74,7 @@ def report(
     out: Path = typer.Option(..., "--out", help="folder for model_card.md/.html and fairness.json"),
     attributes: Optional[str] = typer.Option(None, "--attributes", help="a,b,... (default: every sliceable attribute)"),
     intersections: Optional[str] = typer.Option(None, "--intersections", help="a*b,..."),
-    min_n: int = typer.Option(30, "--min-n", help="groups below this n are insufficient data"),
+    min_n: int = typer.Option(30, "--min-n", min=1, help="groups below this n are insufficient data"),
     k_sd: float = typer.Option(3.0, "--k-sd", help="iou_sd rule: SDs from the mean over groups"),
     d_points: float = typer.Option(2.52, "--d-points", help="iou_points rule: IoU points from the mean over groups"),
     ratio_low: float = typer.Option(0.8, "--ratio-low", help="four_fifths rule: lowest acceptance ratio to overall"),
@@ -82,8 +82,8 @@ def report(
     test: str = typer.Option("permutation", "--test", help="permutation | bootstrap"),
     correction: str = typer.Option("holm", "--correction", help="holm | bh (across all comparisons)"),
     alpha: float = typer.Option(0.05, "--alpha"),
-    n_boot: int = typer.Option(2000, "--n-boot"),
-    n_perm: int = typer.Option(2000, "--n-perm"),
+    n_boot: int = typer.Option(2000, "--n-boot", min=100, help="bootstrap replicates (>= 100 for a 95 % interval)"),
+    n_perm: int = typer.Option(2000, "--n-perm", min=100),
     seed: int = typer.Option(0, "--seed"),
     database_url: Optional[str] = typer.Option(None, "--database-url", help="the catalog that holds the run [default: $DATABASE_URL or ./liftlab.db]"),
 ) -> None:
@@ -120,8 +120,8 @@ def compare(
     run_b: Path = typer.Argument(..., help="candidate run (B)"),
     attributes: Optional[str] = typer.Option(None, "--attributes"),
     intersections: Optional[str] = typer.Option(None, "--intersections"),
-    min_n: int = typer.Option(30, "--min-n"),
-    n_boot: int = typer.Option(2000, "--n-boot"),
+    min_n: int = typer.Option(30, "--min-n", min=1),
+    n_boot: int = typer.Option(2000, "--n-boot", min=100, help="bootstrap replicates (>= 100 for a 95 % interval)"),
     seed: int = typer.Option(0, "--seed"),
     out: Optional[Path] = typer.Option(None, "--out", help="also write fairness_compare.md and .json here"),
     as_json: bool = typer.Option(False, "--json"),
@@ -143,3 +143,15 @@ def compare(
         (out / "fairness_compare.md").write_text(f"# Fairness comparison\n\n{text}\n")
         (out / "fairness_compare.json").write_text(json.dumps(res, indent=2))
     typer.echo(json.dumps(res, indent=2) if as_json else text)
+
+
+def cli() -> None:
+    """The ``fairness`` console script: the app behind liftlab's one error boundary
+    (:func:`synth.errors.run`: one line and exit 2 for any failure, the traceback with --debug)."""
+    from synth.errors import run
+
+    run(app)
+
+
+if __name__ == "__main__":
+    cli()

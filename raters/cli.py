@@ -12,7 +12,7 @@ from typing import Optional
 
 import typer
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Human rating campaigns.")
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help="Human rating campaigns.")
 user_app = typer.Typer(add_completion=False, no_args_is_help=True, help="Accounts.")
 campaign_app = typer.Typer(add_completion=False, no_args_is_help=True, help="Campaigns.")
 app.add_typer(user_app, name="user")
@@ -89,9 +89,9 @@ def user_list(database_url: Optional[str] = DB_OPT) -> None:
 def campaign_create(
     name: str = typer.Argument(...),
     run: list[Path] = typer.Option(..., "--run", help="evalhub run folder; give two for a blind A/B campaign"),
-    items: int = typer.Option(..., "--items", help="regular items (gold items come on top)"),
-    raters_per_item: int = typer.Option(3, "--raters-per-item", "-k"),
-    gold: int = typer.Option(0, "--gold", help="gold items with reference answers (obvious cases)"),
+    items: int = typer.Option(..., "--items", min=1, help="regular items (gold items come on top)"),
+    raters_per_item: int = typer.Option(3, "--raters-per-item", "-k", min=1),
+    gold: int = typer.Option(0, "--gold", min=0, help="gold items with reference answers (obvious cases)"),
     gold_file: Optional[Path] = typer.Option(None, "--gold-file", help="CSV sample_id,would_use (or sample_id,winner for A/B)"),
     stratify: Optional[str] = typer.Option(None, "--stratify", help="a,b: attributes whose values are the strata [default: area_bucket]"),
     raters: Optional[str] = typer.Option(None, "--raters", help="names [default: every active rater]"),
@@ -125,7 +125,7 @@ def campaign_list(database_url: Optional[str] = DB_OPT) -> None:
 def results(
     campaign: str = typer.Argument(...),
     out: Optional[Path] = typer.Option(None, "--out", help="export ratings and results (CSV, Parquet, JSON) here"),
-    n_boot: int = typer.Option(1000, "--n-boot"),
+    n_boot: int = typer.Option(1000, "--n-boot", min=100, help="bootstrap replicates (>= 100 for a 95 % interval)"),
     seed: int = typer.Option(0, "--seed"),
     as_json: bool = typer.Option(False, "--json"),
     database_url: Optional[str] = DB_OPT,
@@ -170,7 +170,7 @@ def results(
 
 @app.command()
 def serve(
-    port: int = typer.Option(8501, "--port"),
+    port: int = typer.Option(8501, "--port", min=1, max=65535),
     address: str = typer.Option("127.0.0.1", "--address"),
     database_url: Optional[str] = DB_OPT,
 ) -> None:
@@ -186,5 +186,13 @@ def serve(
     raise typer.Exit(subprocess.call(cmd, env=env))
 
 
+def cli() -> None:
+    """The ``raters`` console script: the app behind liftlab's one error boundary
+    (:func:`synth.errors.run`: one line and exit 2 for any failure, the traceback with --debug)."""
+    from synth.errors import run
+
+    run(app)
+
+
 if __name__ == "__main__":
-    app()
+    cli()

@@ -11,7 +11,7 @@ import typer
 from synth.balance import QuotaError
 from synth.recipe import RecipeError, load_recipe, recipe_schema
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Build synthetic subject-lifting training sets.")
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help="Build synthetic subject-lifting training sets.")
 
 
 @app.command()
@@ -133,5 +133,13 @@ def validate(recipe: Path = typer.Option(..., "--recipe", "-r")) -> None:
     typer.echo(f"{recipe}: valid recipe {r.name!r} ({r.n_samples} samples)")
 
 
-if __name__ == "__main__":  # pragma: no cover
-    app()
+def cli() -> None:
+    """The ``synth`` console script: the app behind liftlab's one error boundary
+    (:func:`synth.errors.run`: one line and exit 2 for any failure, the traceback with --debug)."""
+    from synth.errors import run
+
+    run(app)
+
+
+if __name__ == "__main__":
+    cli()

@@ -80,6 +80,21 @@ def read_rgb(path: str | os.PathLike) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(img, dtype=np.uint8))
 
 
+def printable_path(path: str | os.PathLike) -> str:
+    """A path as text that can always be written (UTF-8): undecodable bytes of a file name (a
+    non-UTF-8 name on a POSIX disk) shown as ``\\xNN``."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def utf8_name(path: str | os.PathLike) -> bool:
+    """Whether ``path``'s name is valid UTF-8 (ids, manifests and the catalog need text)."""
+    try:
+        os.fspath(path).encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
 MASK_ENCODINGS = ("0-255", "0-1")
 """How a binary mask file encodes foreground: ``0-255`` (foreground where the 8-bit value is > 127,
 the ECSSD/CCP convention and the default) or ``0-1`` (foreground where the value is 1)."""

@@ -8,11 +8,12 @@ schema of :class:`Recipe`.
 from __future__ import annotations
 
 import math
+import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from synth.edges import MATTING_METHODS
 
@@ -25,8 +26,25 @@ class RecipeError(ValueError):
     """A recipe that cannot be used; the message names the file and the field path."""
 
 
+def _allows_bool(annotation: Any) -> bool:
+    """Whether a field's type admits a YAML boolean (``bool`` itself, or a union / container with it)."""
+    if annotation is bool:
+        return True
+    return any(_allows_bool(a) for a in typing.get_args(annotation) if not isinstance(a, (str, int, float)) or a is bool)
+
+
 class Strict(BaseModel):
+    """Base of every recipe section: unknown keys are errors, and a YAML boolean is never taken
+    for a number (pydantic would read ``n_samples: true`` as 1)."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, bool) and info.field_name in cls.model_fields and not _allows_bool(cls.model_fields[info.field_name].annotation):
+            raise ValueError(f"a boolean ({str(value).lower()}) where a number or text is expected")
+        return value
 
 
 Unit = Annotated[float, Field(ge=0.0, le=1.0)]
@@ -366,7 +384,7 @@ class Recipe(Strict):
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     seed: int = Field(default=0, ge=0, le=2**63 - 1)
-    n_samples: int = Field(ge=1, le=10_000_000)
+    n_samples: int = Field(ge=1, le=1_000_000, description="samples to build; a plan is held in memory, so split larger sets into several builds")
     output: Output = Output()
     sources: Sources
     splits: Splits = Splits()
@@ -443,6 +461,24 @@ def parse_recipe(data: dict[str, Any], source: str = "<recipe>", base: Path | No
     return recipe.resolve_paths(base) if base is not None else recipe
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a mapping that repeats a key (PyYAML keeps the last silently)."""
+
+
+def _unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r} (first at line {seen[key] + 1})", key_node.start_mark)
+        seen[key] = key_node.start_mark.line
+    return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
+
+
 def load_recipe(path: str | Path) -> Recipe:
     """Read and validate a recipe YAML file; relative input paths resolve against its folder.
 
@@ -453,9 +489,11 @@ def load_recipe(path: str | Path) -> Recipe:
     if not path.is_file():
         raise RecipeError(f"{path}: recipe file not found")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
-        raise RecipeError(f"{path}: not valid YAML ({exc})") from None
+        raise RecipeError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from None
+    except UnicodeDecodeError as exc:
+        raise RecipeError(f"{path}: not UTF-8 text (byte {exc.start})") from None
     return parse_recipe(data, str(path), base=path.resolve().parent)
 
 

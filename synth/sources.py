@@ -13,7 +13,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from synth.io import BadInput, read_gray, read_rgb, read_rgba, sha256_file
+from synth.io import BadInput, printable_path, read_gray, read_rgb, read_rgba, sha256_file, utf8_name
 from synth.recipe import BackgroundPool, ForegroundPool
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -149,6 +149,10 @@ def _list_by_stem(folder: Path, pool: str, quarantine: list[QuarantineEntry]) ->
     by_stem: dict[str, list[Path]] = {}
     for p in sorted(folder.iterdir()):
         if p.is_file() and p.suffix.lower() in IMAGE_EXTS and not p.name.startswith("."):
+            if not utf8_name(p):
+                quarantine.append(QuarantineEntry(f"{pool}/{printable_path(p.stem)}", printable_path(p),
+                                                  "file name is not valid UTF-8; rename it"))
+                continue
             by_stem.setdefault(p.stem, []).append(p)
     out = {}
     for stem, paths in by_stem.items():
