@@ -200,6 +200,7 @@ def score_cmd(
     executor: str = typer.Option("local", "--executor", help="local or ray"),
     ray_address: Optional[str] = typer.Option(None, "--ray-address"),
     seed: int = typer.Option(0, "--seed", help="bootstrap seed"),
+    sod: bool = typer.Option(False, "--sod", help="also the salient-object set: S-measure, E-measure, weighted F, F-measure (PySODMetrics)"),
     no_progress: bool = typer.Option(False, "--no-progress"),
     database_url: Optional[str] = DB_OPT,
 ) -> None:
@@ -214,7 +215,7 @@ def score_cmd(
             db.connect(database_url), release, dataset, out, accept_iou=accept_iou,
             bound_th=float(boundary_px) if boundary_px else DAVIS_BOUND_TH, target_precision=target_precision,
             min_n=min_n, intersections=intersections, split=split, limit=limit, allow_missing=allow_missing,
-            workers=workers, executor=executor, ray_address=ray_address, seed=seed, progress=not no_progress,
+            workers=workers, executor=executor, ray_address=ray_address, seed=seed, progress=not no_progress, sod=sod,
         )
     except (KeyError, ScoreError, ReleaseError, FileNotFoundError) as exc:
         _fail(str(exc).strip("'\""))

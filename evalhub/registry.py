@@ -40,6 +40,8 @@ class Metric:
         compare: compared by ``evalhub compare``.
         fairness: reported per group by ``fairness report`` / ``fairness compare``.
         headline: printed by ``evalhub score`` on the terminal.
+        computed_by: ``"core"`` (always) or ``"sod"`` (the salient-object set of
+            :mod:`evalhub.sod`, computed with ``evalhub score --sod``).
         source: the published definition.
     """
 
@@ -55,6 +57,7 @@ class Metric:
     fairness: bool = False
     headline: bool = False
     source: str = ""
+    computed_by: str = "core"
 
 
 REGISTRY: tuple[Metric, ...] = (
@@ -77,6 +80,18 @@ REGISTRY: tuple[Metric, ...] = (
     Metric("conn", "connectivity error", IMAGE, False, "pixels/1000", "alpha", source="Rhemann et al., CVPR 2009"),
     Metric("pred_area_fraction", "predicted area fraction", IMAGE, True, "fraction", "mask", summary=False, compare=False,
            source="share of the image predicted foreground (prob >= 0.5); a diagnostic, not a quality"),
+    Metric("s_measure", "S-measure", IMAGE, True, "fraction", "mask", computed_by="sod",
+           source="Fan et al., ICCV 2017 (alpha 0.5), via PySODMetrics"),
+    Metric("weighted_f", "weighted F-measure", IMAGE, True, "fraction", "mask", computed_by="sod",
+           source="Margolin et al., CVPR 2014 (beta^2 1), via PySODMetrics"),
+    Metric("e_measure_adaptive", "adaptive E-measure", IMAGE, True, "fraction", "mask", computed_by="sod",
+           source="Fan et al., IJCAI 2018, threshold 2 x mean, via PySODMetrics"),
+    Metric("e_measure_mean", "mean E-measure", IMAGE, True, "fraction", "mask", computed_by="sod",
+           source="Fan et al., IJCAI 2018, mean over the 256 thresholds, via PySODMetrics"),
+    Metric("f_measure_adaptive", "adaptive F-measure", IMAGE, True, "fraction", "mask", computed_by="sod",
+           source="Achanta et al., CVPR 2009 (beta^2 0.3), threshold 2 x mean, via PySODMetrics"),
+    Metric("f_measure_mean", "mean F-measure", IMAGE, True, "fraction", "mask", computed_by="sod",
+           source="Achanta et al., CVPR 2009 (beta^2 0.3), mean over the 256 thresholds, via PySODMetrics"),
     Metric("acceptance_rate", "acceptance rate", GROUP, True, "fraction", "gate", summary=False, compare=False, fairness=True,
            source="share of images whose confidence >= the release threshold"),
     Metric("frr", "false-reject rate (among acceptable)", GROUP, False, "fraction", "gate", summary=False, compare=False, fairness=True),
