@@ -66,8 +66,9 @@ LIFTLAB_OUTPUTS = list(MARKERS) + [d for d, _ in OUTPUT_DIRS.values()] + [
 
 
 def _claim_out_dir(out_dir: Path, resume: bool, overwrite: bool, dataset: str | None, url: str | None) -> Marker | None:
-    """Check that this build may write ``out_dir`` (the caller holds its lock) and clear it for
-    ``--overwrite``. Returns the folder's earlier marker (None for a new folder).
+    """Check that this build may write ``out_dir`` (the caller holds its lock). Returns the folder's
+    earlier marker (None for a new folder); an ``--overwrite`` build clears the earlier outputs only
+    once its own plan stands (:func:`_clear_outputs`), so a recipe that fails to plan deletes nothing.
 
     A folder without a liftlab marker is refused when it holds anything; a folder of another kind
     (an evalhub run) is refused; an earlier build needs ``--resume`` or ``--overwrite``, and
@@ -91,13 +92,17 @@ def _claim_out_dir(out_dir: Path, resume: bool, overwrite: bool, dataset: str | 
         raise BuildError(f"{out_dir} already holds {state} synth build; pass --resume to finish it or --overwrite to rebuild it")
     if dataset is not None:
         _refuse_if_used(out_dir, dataset, url)
+    return marker
+
+
+def _clear_outputs(out_dir: Path) -> None:
+    """Remove what an earlier build wrote into ``out_dir`` (:data:`LIFTLAB_OUTPUTS`) and nothing else."""
     for name in LIFTLAB_OUTPUTS:
         p = out_dir / name
         if p.is_dir():
             shutil.rmtree(p)
         elif p.exists():
             p.unlink()
-    return marker
 
 
 def _refuse_if_used(out_dir: Path, dataset: str, url: str | None) -> None:
@@ -223,6 +228,8 @@ def _build(recipe: Recipe, out_dir: Path, workers: int | None, executor: str, ra
         if earlier.state == "complete":
             report = json.loads((out_dir / "build_report.json").read_text())
             return BuildResult(out_dir=out_dir, report=report, dataset_id=None, already_complete=True)
+    if earlier is not None and not resume:  # --overwrite, now that the new plan stands
+        _clear_outputs(out_dir)
     write_marker(out_dir, Marker("build", "synth build", {"fingerprint": fingerprint, "recipe": recipe.name, "dataset": dataset}))
     parts = out_dir / PARTS_DIR
     parts.mkdir(parents=True, exist_ok=True)

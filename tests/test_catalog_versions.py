@@ -152,6 +152,19 @@ def test_build_overwrite_refuses_while_runs_use_the_dataset(tmp_path, cache_dir)
     engine.dispose()
 
 
+def test_overwrite_with_a_recipe_that_cannot_plan_deletes_nothing(tmp_path, cache_dir):
+    doc = ecssd_recipe(cache_dir, n_samples=3, catalog={"enabled": False})
+    out = tmp_path / "b"
+    build(parse_recipe(doc), out, workers=1, progress=False)
+    before = {p.name: sha256_file(p) for p in sorted((out / "images").iterdir())}
+    bad = {**doc, "splits": {"train": 0.4, "val": 0.3, "test": 0.3}}
+    bad["sources"] = {**doc["sources"], "backgrounds": [{**doc["sources"]["backgrounds"][0], "limit": 1}]}
+    with pytest.raises(Exception, match="no background photo falls in"):
+        build(parse_recipe(bad), out, workers=1, progress=False, overwrite=True)
+    assert {p.name: sha256_file(p) for p in sorted((out / "images").iterdir())} == before
+    assert read_marker(out).state == "complete" and (out / "manifest.parquet").is_file()
+
+
 def test_overwrite_refuses_a_folder_liftlab_did_not_write(tmp_path, cache_dir):
     out = tmp_path / "photos"
     out.mkdir()
