@@ -8,6 +8,8 @@ from typing import Optional
 
 import typer
 
+from synth.errors import console_script
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help="Score subject-lifting model releases.")
 release_app = typer.Typer(add_completion=False, no_args_is_help=True, help="Register and list model releases.")
 app.add_typer(release_app, name="release")
@@ -337,12 +339,9 @@ def delete_cmd(
     typer.echo(f"deleted {kind} {dep.ref} with {dep.describe()}; files on disk were left as they are")
 
 
-def cli() -> None:
-    """The ``evalhub`` console script: the app behind liftlab's one error boundary
-    (:func:`synth.errors.run`: one line and exit 2 for any failure, the traceback with --debug)."""
-    from synth.errors import run
-
-    run(app)
+cli = console_script(app)
+"""The ``evalhub`` console script (:func:`synth.errors.run`: one line and exit 2 for any failure, the traceback
+with --debug)."""
 
 
 if __name__ == "__main__":

@@ -8,6 +8,8 @@ from typing import Optional
 
 import typer
 
+from synth.errors import console_script
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help="Fairness audits, model-card reports and gap comparisons.")
 
 
@@ -90,8 +92,8 @@ def report(
     """Per-group quality, gate parity and calibration of a run, with disparities and flags, as a model card."""
     from pydantic import ValidationError
 
-    from fairness.flags import FlagRules
     from evalhub.runs import RunNotFound
+    from fairness.flags import FlagRules
     from fairness.report import analyse, write_model_card
 
     try:
@@ -145,12 +147,9 @@ def compare(
     typer.echo(json.dumps(res, indent=2) if as_json else text)
 
 
-def cli() -> None:
-    """The ``fairness`` console script: the app behind liftlab's one error boundary
-    (:func:`synth.errors.run`: one line and exit 2 for any failure, the traceback with --debug)."""
-    from synth.errors import run
-
-    run(app)
+cli = console_script(app)
+"""The ``fairness`` console script (:func:`synth.errors.run`: one line and exit 2 for any failure, the traceback
+with --debug)."""
 
 
 if __name__ == "__main__":

@@ -12,6 +12,8 @@ from typing import Optional
 
 import typer
 
+from synth.errors import console_script
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help="Human rating campaigns.")
 user_app = typer.Typer(add_completion=False, no_args_is_help=True, help="Accounts.")
 campaign_app = typer.Typer(add_completion=False, no_args_is_help=True, help="Campaigns.")
@@ -186,12 +188,9 @@ def serve(
     raise typer.Exit(subprocess.call(cmd, env=env))
 
 
-def cli() -> None:
-    """The ``raters`` console script: the app behind liftlab's one error boundary
-    (:func:`synth.errors.run`: one line and exit 2 for any failure, the traceback with --debug)."""
-    from synth.errors import run
-
-    run(app)
+cli = console_script(app)
+"""The ``raters`` console script (:func:`synth.errors.run`: one line and exit 2 for any failure, the traceback
+with --debug)."""
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from typing import Optional
 import typer
 
 from synth.balance import QuotaError
+from synth.errors import console_script
 from synth.recipe import RecipeError, load_recipe, recipe_schema
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help="Build synthetic subject-lifting training sets.")
@@ -80,7 +81,13 @@ def realism(
     import dataclasses
 
     from synth.io import atomic_write_text
-    from synth.realism import MethodSpec, Perturbation, evaluate, iter_photos, markdown_table
+    from synth.realism import (
+        MethodSpec,
+        Perturbation,
+        evaluate,
+        iter_photos,
+        markdown_table,
+    )
     from synth.sources import read_ids
 
     try:
@@ -133,12 +140,9 @@ def validate(recipe: Path = typer.Option(..., "--recipe", "-r")) -> None:
     typer.echo(f"{recipe}: valid recipe {r.name!r} ({r.n_samples} samples)")
 
 
-def cli() -> None:
-    """The ``synth`` console script: the app behind liftlab's one error boundary
-    (:func:`synth.errors.run`: one line and exit 2 for any failure, the traceback with --debug)."""
-    from synth.errors import run
-
-    run(app)
+cli = console_script(app)
+"""The ``synth`` console script (:func:`synth.errors.run`: one line and exit 2 for any failure, the traceback
+with --debug)."""
 
 
 if __name__ == "__main__":

@@ -79,3 +79,13 @@ def run(app: Callable[..., object], argv: list[str] | None = None) -> None:
             raise
         sys.stderr.write(f"error: {describe(exc)}\n")
         sys.exit(EXIT_ERROR)
+
+
+def console_script(app: Callable[..., object]) -> Callable[[], None]:
+    """The console-script entry point of a Typer app: the app behind :func:`run`."""
+
+    def main() -> None:
+        run(app)
+
+    main.__doc__ = "Run the command line behind liftlab's one error boundary (one line and exit 2 for any failure)."
+    return main
