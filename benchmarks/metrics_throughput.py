@@ -5,13 +5,17 @@
 1. The per-image mask metric set (IoU, Dice, precision, recall, DAVIS boundary F1, Boundary IoU,
    MAE) on real ECSSD masks resized to 512x512 and 1024x1024 (nearest), against perturbed soft
    predictions (random erosion or dilation, a random shift, Gaussian blur, speckle noise). Both
-   implementations run on one core in the same process:
-   - liftlab: ``evalhub.metrics.image_metrics`` (OpenCV, one erosion by a (2d+1) square, counts);
-   - reference: written straight from the published definitions with skimage morphology
-     (``dilation`` with ``disk`` for DAVIS, the 3x3 erosion iterated d times for Boundary IoU, NumPy
-     sums), as a user without liftlab would; it shares only the one-pixel ``seg2bmap`` boundary.
+   run on one core (OpenCV and BLAS single-threaded) in the same process:
+   - liftlab: ``evalhub.metrics.image_metrics``;
+   - the public reference code as its users run it: the DAVIS 2017 boundary F and IoU through the
+     ``vos-benchmark`` package from PyPI (``Evaluator.feed_frame``: ``_seg2bmap``, ``cv2.dilate``
+     with skimage's ``disk``), Boundary IoU through the Boundary IoU API's own OpenCV calls
+     (``cv2.erode`` with a 3x3 kernel ``d`` times, dilation ratio 0.02), and NumPy for Dice,
+     precision, recall and MAE. ``vos-benchmark`` is a benchmark-only install,
+     ``pip install --no-deps vos-benchmark`` (its declared ``opencv-python`` would shadow the
+     project's ``opencv-python-headless``); nothing of it is copied into liftlab.
    The largest absolute difference between the two over every image and metric is printed.
-   Target (issue 3): >= 10x the reference with equal values.
+   Target (issue 15): >= 10x the reference at 1024 with equal values.
 2. ONNX scoring overhead: ``OnnxRelease.predict`` (preprocessing, batching, activation, undoing the
    resize) against bare ``InferenceSession.run`` on the same preprocessed batches, on a small
    convolutional encoder-decoder (random weights, 320x320 input, two widths) built here with
@@ -40,7 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 ECSSD = ROOT.parent / "shared" / "datasets" / "ecssd"
 
-from evalhub.metrics import image_metrics, seg2bmap  # noqa: E402
+from evalhub.metrics import image_metrics  # noqa: E402
 
 KEYS = ("iou", "dice", "precision", "recall", "boundary_f1", "boundary_iou", "mae")
 
@@ -48,35 +52,31 @@ KEYS = ("iou", "dice", "precision", "recall", "boundary_f1", "boundary_iou", "ma
 # ---------------------------------------------------------------------------- the plain reference
 
 def ref_metrics(prob, gt):
-    """Straight from the definitions, with skimage morphology."""
-    from skimage.morphology import dilation, disk, erosion
+    """The public reference code (see the module docstring) on one image."""
+    from vos_benchmark.evaluator import Evaluator
 
     pred = prob >= 0.5
+    ev = Evaluator(boundary=0.008)
+    ev.feed_frame(pred.astype(np.uint8), gt.astype(np.uint8))
     tp = np.sum(pred & gt)
     fp = np.sum(pred & ~gt)
     fn = np.sum(~pred & gt)
     out = {
-        "iou": tp / (tp + fp + fn), "dice": 2 * tp / (2 * tp + fp + fn),
+        "iou": ev.object_iou[1][-1], "dice": 2 * tp / (2 * tp + fp + fn),
         "precision": tp / (tp + fp) if tp + fp else 1.0, "recall": tp / (tp + fn) if tp + fn else 1.0,
+        "boundary_f1": ev.boundary_f[1][-1],
     }
-    # DAVIS 2017 f_measure
-    r = math.ceil(0.008 * np.linalg.norm(gt.shape))
-    fb, gb = seg2bmap(pred), seg2bmap(gt)  # the boundary definition itself is shared
-    fd, gd = dilation(fb, disk(r)), dilation(gb, disk(r))
-    p = np.sum(fb & gd) / np.sum(fb)
-    rc = np.sum(gb & fd) / np.sum(gb)
-    out["boundary_f1"] = 2 * p * rc / (p + rc) if p + rc else 0.0
-    # Boundary IoU: pad, erode with a 3x3 kernel d times
-    d = max(1, int(round(0.02 * math.hypot(*gt.shape))))
 
-    def band(m):
-        x = np.pad(m, 1)
-        for _ in range(d):
-            x = erosion(x, np.ones((3, 3), bool))
-        return m & ~x[1:-1, 1:-1]
+    def mask_to_boundary(mask, dilation_ratio=0.02):  # the Boundary IoU API's calls
+        h, w = mask.shape
+        d = max(1, int(round(dilation_ratio * np.sqrt(h ** 2 + w ** 2))))
+        new_mask = cv2.copyMakeBorder(mask, 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)
+        eroded = cv2.erode(new_mask, np.ones((3, 3), dtype=np.uint8), iterations=d)[1 : h + 1, 1 : w + 1]
+        return mask - eroded
 
-    bp, bg = band(pred), band(gt)
-    out["boundary_iou"] = np.sum(bp & bg) / np.sum(bp | bg)
+    bp, bg = mask_to_boundary(pred.astype(np.uint8)), mask_to_boundary(gt.astype(np.uint8))
+    union = ((bg + bp) > 0).sum()
+    out["boundary_iou"] = ((bg * bp) > 0).sum() / union if union else 1.0
     out["mae"] = np.mean(np.abs(prob - gt))
     return out
 
@@ -189,6 +189,10 @@ def main() -> None:
     ap.add_argument("--onnx-images", type=int, default=64)
     args = ap.parse_args()
     cv2.setNumThreads(1)
+    try:
+        import vos_benchmark  # noqa: F401
+    except ImportError:
+        sys.exit("the reference needs vos-benchmark: .venv/bin/pip install --no-deps vos-benchmark")
     print("| size | images | liftlab img/s/core | reference img/s/core | speed-up | max abs diff |")
     print("|---|---|---|---|---|---|")
     for size, n in ((512, args.n512), (1024, args.n1024)):
