@@ -62,7 +62,7 @@ def login_page() -> None:
         ok = st.form_submit_button("Log in")
     if ok:
         try:
-            st.session_state["token"] = S.login(engine(), name, password)
+            st.session_state["token"] = S.login(engine(), name, password, client=getattr(st.context, "ip_address", None))
         except S.AccessDenied as exc:
             st.error(str(exc))
             return
@@ -251,10 +251,10 @@ def results_page(token: str) -> None:
                 img = _read_rgb(r["image"])
                 if img is not None:
                     st.image(img, caption=f"{r['sample_key']}: IoU {r['iou']:.3f}, rating {r['overall']:.2f}", width=240)
-    from raters.results import ratings_frame
+    from raters.results import neutralize_formulas, ratings_frame
 
     _, frame = ratings_frame(engine(), name)
-    st.download_button("Download ratings (CSV)", frame.to_csv(index=False), file_name=f"{name}-ratings.csv", key="download")
+    st.download_button("Download ratings (CSV)", neutralize_formulas(frame).to_csv(index=False), file_name=f"{name}-ratings.csv", key="download")
 
 
 def main() -> None:

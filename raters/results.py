@@ -387,6 +387,20 @@ def _ab_vs_metric(engine: Engine, reg: pd.DataFrame, info: dict[str, Any]) -> di
     return out
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralize_formulas(frame: pd.DataFrame) -> pd.DataFrame:
+    """A copy of ``frame`` safe to open in a spreadsheet: every text cell that a spreadsheet would
+    evaluate (starting with ``= + - @``, tab or carriage return, OWASP's CSV-injection list) gets a
+    leading apostrophe, so ``=HYPERLINK(...)`` in a comment stays text. Numbers are left alone."""
+    out = frame.copy()
+    for col in out.columns:
+        if out[col].dtype == object or str(out[col].dtype).startswith("str"):
+            out[col] = out[col].map(lambda v: "'" + v if isinstance(v, str) and v.startswith(FORMULA_STARTS) else v)
+    return out
+
+
 def export(engine: Engine, campaign: str, out: str | Path, n_boot: int = 1000, seed: int = 0) -> dict[str, Path]:
     """Write ``ratings.csv``/``.parquet`` (one row per rating), ``items.csv``/``.parquet`` (per-item
     means, single campaigns) and ``results.json`` into ``out``.
@@ -404,13 +418,13 @@ def export(engine: Engine, campaign: str, out: str | Path, n_boot: int = 1000, s
                     reasons=r["reasons"].map(lambda v: None if v is None else ";".join(v)),
                     submitted_at=pd.to_datetime(r["submitted_at"], utc=True))
     paths = {"ratings_csv": out / "ratings.csv", "ratings_parquet": out / "ratings.parquet", "results": out / "results.json"}
-    flat.to_csv(paths["ratings_csv"], index=False)
+    neutralize_formulas(flat).to_csv(paths["ratings_csv"], index=False)
     flat.to_parquet(paths["ratings_parquet"], index=False)
     reg = r[~r["is_gold"].astype(bool)]
     if len(reg) and reg["overall"].notna().any():
         items = _item_table(reg).reset_index()
         paths["items_csv"], paths["items_parquet"] = out / "items.csv", out / "items.parquet"
-        items.to_csv(paths["items_csv"], index=False)
+        neutralize_formulas(items).to_csv(paths["items_csv"], index=False)
         items.to_parquet(paths["items_parquet"], index=False)
     paths["results"].write_text(json.dumps(campaign_results(engine, campaign, n_boot, seed), indent=2, default=str))
     return paths

@@ -14,14 +14,17 @@ command line, which runs with the catalog's own credentials.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import secrets
+import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from sqlalchemy import Engine, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
@@ -36,6 +39,29 @@ LEAK = ("none", "minor", "major")
 ARTIFACTS = ("holes", "halo", "missing_thin", "extra_object")
 AB_REASONS = ("edges", "completeness", "background", "artifacts", "other")
 MAX_COMMENT = 2000
+MAX_NAME = 100
+THROTTLE_FREE_FAILURES = 5
+"""Consecutive failed logins (per account name and per client) before the backoff starts."""
+THROTTLE_MAX_SECONDS = 15 * 60
+AUTH_LOG = logging.getLogger("liftlab.raters.auth")
+
+
+def clean_text(value: str | None, field: str, max_length: int = MAX_COMMENT) -> str | None:
+    """A text field as the catalog may store it: no NUL or other control characters (newlines and
+    tabs allowed), at most ``max_length`` characters. PostgreSQL refuses NUL in text, and a refused
+    statement must never reach a visitor as a traceback.
+
+    Raises:
+        ValueError: naming the field.
+    """
+    if value is None:
+        return None
+    if len(value) > max_length:
+        raise ValueError(f"{field}: at most {max_length} characters")
+    bad = [c for c in value if ord(c) < 32 and c not in "\n\r\t" or ord(c) == 127]
+    if bad:
+        raise ValueError(f"{field}: control characters are not allowed ({', '.join(sorted({repr(c) for c in bad}))})")
+    return value
 
 
 class AccessDenied(PermissionError):
@@ -86,7 +112,7 @@ def add_user(engine: Engine, name: str, password: str, role: str = "rater") -> i
     Raises:
         ValueError: an empty name, a password under 8 characters, an unknown role, or a name taken.
     """
-    name = name.strip()
+    name = clean_text(name, "user name", MAX_NAME).strip()
     if not name:
         raise ValueError("user name must not be empty")
     if role not in ROLES:
@@ -125,28 +151,95 @@ def list_users(engine: Engine) -> list[dict[str, Any]]:
 
 # --- sessions -----------------------------------------------------------------------------------
 
-def login(engine: Engine, name: str, password: str, hours: float | None = None) -> str:
+class _Throttle:
+    """Consecutive failed logins per key (an account name, a client address), in this process.
+
+    After :data:`THROTTLE_FREE_FAILURES` failures in a row, every further attempt for the key must
+    wait ``2 ** (failures - free)`` seconds (capped at :data:`THROTTLE_MAX_SECONDS`) after the last
+    failure; an attempt inside that wait is refused without checking the password, so even the right
+    one does not get in. A success clears the key. The state lives in the server process (the rater
+    app is one process); run several behind a proxy's rate limit as the README's deployment notes say.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._fail: dict[str, tuple[int, float]] = {}
+
+    def wait(self, keys: list[str], now: float) -> float:
+        with self._lock:
+            waits = [0.0]
+            for k in keys:
+                n, last = self._fail.get(k, (0, 0.0))
+                if n >= THROTTLE_FREE_FAILURES:
+                    waits.append(last + min(2.0 ** (n - THROTTLE_FREE_FAILURES), THROTTLE_MAX_SECONDS) - now)
+            return max(waits)
+
+    def failed(self, keys: list[str], now: float) -> None:
+        with self._lock:
+            for k in keys:
+                self._fail[k] = (self._fail.get(k, (0, 0.0))[0] + 1, now)
+
+    def succeeded(self, keys: list[str]) -> None:
+        with self._lock:
+            for k in keys:
+                self._fail.pop(k, None)
+
+
+THROTTLE = _Throttle()
+_DUMMY_HASH: str | None = None
+
+
+def _dummy_hash() -> str:
+    """An argon2id hash of a random password, verified for unknown or disabled names so that every
+    login costs one argon2 verification and name existence cannot be read from the time taken."""
+    global _DUMMY_HASH
+    if _DUMMY_HASH is None:
+        _DUMMY_HASH = _hasher().hash(secrets.token_hex(16))
+    return _DUMMY_HASH
+
+
+def login(engine: Engine, name: str, password: str, hours: float | None = None, client: str | None = None,
+          clock: Any = time.monotonic) -> str:
     """Check a password and open a session.
+
+    Every attempt costs one argon2 verification (a dummy hash stands in for unknown or disabled
+    names), failed attempts are logged (``liftlab.raters.auth``, name and client) and throttled per
+    name and per ``client`` (:class:`_Throttle`).
+
+    Args:
+        client: the caller's address, for per-client throttling (None: per name only).
+        clock: monotonic seconds (tests replace it).
 
     Returns:
         A random bearer token (URL-safe, 256 bits); only its SHA-256 is stored.
 
     Raises:
         AccessDenied: unknown user, wrong password or disabled account (one message for all, so a
-            caller cannot probe which names exist).
+            caller cannot probe which names exist), or too many failures in a row (with the wait).
     """
     from argon2.exceptions import VerificationError
 
+    keys = [f"name:{name.strip().lower()}"] + ([f"client:{client}"] if client else [])
+    wait = THROTTLE.wait(keys, clock())
+    if wait > 0:
+        AUTH_LOG.warning("login refused while throttled: name=%r client=%r (%.0f s left)", name, client, wait)
+        raise AccessDenied(f"too many failed logins; try again in {max(1, round(wait))} s")
+    try:
+        clean = clean_text(name, "user name", MAX_NAME).strip()
+    except ValueError:
+        clean = None
     with session_scope(engine) as s:
-        r = s.scalar(select(Rater).where(Rater.name == name.strip()))
-        ok = False
-        if r is not None and r.active:
-            try:
-                ok = _hasher().verify(r.password_hash, password)
-            except VerificationError:
-                ok = False
+        r = s.scalar(select(Rater).where(Rater.name == clean)) if clean else None
+        usable = r is not None and r.active
+        try:
+            ok = _hasher().verify(r.password_hash if usable else _dummy_hash(), password) and usable
+        except VerificationError:
+            ok = False
         if not ok:
+            THROTTLE.failed(keys, clock())
+            AUTH_LOG.warning("failed login: name=%r client=%r", name, client)
             raise AccessDenied("wrong name or password, or the account is disabled")
+        THROTTLE.succeeded(keys)
         token = secrets.token_urlsafe(32)
         now = _now()
         s.add(RaterSession(token_hash=_token_hash(token), rater_id=r.id, created_at=now,
@@ -217,6 +310,11 @@ class SingleAnswer(BaseModel):
     would_use: bool
     comment: str | None = Field(None, max_length=MAX_COMMENT)
 
+    @field_validator("comment")
+    @classmethod
+    def _clean(cls, v: str | None) -> str | None:
+        return clean_text(v, "comment")
+
 
 class ABAnswer(BaseModel):
     """The form for a blind A/B pair: the side shown as A or B, or a tie, with reasons."""
@@ -226,6 +324,11 @@ class ABAnswer(BaseModel):
     choice: Literal["A", "B", "tie"]
     reasons: list[Literal["edges", "completeness", "background", "artifacts", "other"]] = Field(default_factory=list)
     comment: str | None = Field(None, max_length=MAX_COMMENT)
+
+    @field_validator("comment")
+    @classmethod
+    def _clean(cls, v: str | None) -> str | None:
+        return clean_text(v, "comment")
 
 
 def validate_answer(kind: str, answer: dict[str, Any]) -> SingleAnswer | ABAnswer:

@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import func, select, text
 from typer.testing import CliRunner
 
+import db
 from db.engine import session_scope
 from db.models import Assignment, CampaignItem, Rater, RaterSession, Rating
 from raters import service as S
@@ -537,3 +538,79 @@ def test_submit_and_next_returns_the_following_item(world):
     assert res["next"] == S.next_item(e, t)
     again = S.submit_and_next(e, t, first["assignment_id"], SINGLE, seconds=1)
     assert not again["created"] and again["rating_id"] == res["rating_id"] and again["next"] == res["next"]
+
+
+# --- security: brute force, timing, text fields, CSV injection (issue 14) -----------------------
+
+def test_failed_logins_are_throttled_with_backoff_and_logged(sqlite_url, caplog):
+    engine = db.connect(sqlite_url)
+    S.add_user(engine, "victim", "right-password", "rater")
+    S.THROTTLE.succeeded(["name:victim", "client:10.0.0.9"])
+    t = [1000.0]
+    with caplog.at_level("WARNING", logger="liftlab.raters.auth"):
+        for _ in range(S.THROTTLE_FREE_FAILURES):
+            with pytest.raises(S.AccessDenied, match="wrong name or password"):
+                S.login(engine, "victim", "guess", client="10.0.0.9", clock=lambda: t[0])
+    assert sum("failed login: name='victim' client='10.0.0.9'" in r.getMessage() for r in caplog.records) == S.THROTTLE_FREE_FAILURES
+    # from now on even the right password waits: 1 s after the 5th failure, 2 s after the 6th, ...
+    with pytest.raises(S.AccessDenied, match=r"too many failed logins; try again in 1 s"):
+        S.login(engine, "victim", "right-password", client="10.0.0.9", clock=lambda: t[0])
+    # the same client cannot move on to another name, and another client cannot use this name
+    with pytest.raises(S.AccessDenied, match="too many failed logins"):
+        S.login(engine, "someone-else", "x", client="10.0.0.9", clock=lambda: t[0])
+    with pytest.raises(S.AccessDenied, match="too many failed logins"):
+        S.login(engine, "victim", "right-password", client="10.0.0.7", clock=lambda: t[0])
+    t[0] += 1.5
+    with pytest.raises(S.AccessDenied, match="wrong name or password"):
+        S.login(engine, "victim", "guess", client="10.0.0.9", clock=lambda: t[0])
+    with pytest.raises(S.AccessDenied, match=r"too many failed logins; try again in 2 s"):
+        S.login(engine, "victim", "right-password", client="10.0.0.9", clock=lambda: t[0])
+    t[0] += 2.5
+    assert S.login(engine, "victim", "right-password", client="10.0.0.9", clock=lambda: t[0])  # after the wait: in
+    assert S.THROTTLE.wait(["name:victim", "client:10.0.0.9"], t[0]) == 0.0  # and the count is cleared
+
+
+def test_unknown_and_known_names_take_the_same_time(sqlite_url):
+    """Tolerance: the medians of 5 logins differ by less than a factor 2 (an argon2 verification is
+    ~50-500 ms; an unknown name without the dummy hash took ~1 ms)."""
+    import time as _time
+
+    engine = db.connect(sqlite_url)
+    S.add_user(engine, "known", "the-password", "rater")
+
+    def median_time(name):
+        times = []
+        for _ in range(5):
+            S.THROTTLE.succeeded([f"name:{name}"])
+            t0 = _time.perf_counter()
+            with pytest.raises(S.AccessDenied):
+                S.login(engine, name, "wrong-password")
+            times.append(_time.perf_counter() - t0)
+        return sorted(times)[2]
+
+    known, unknown = median_time("known"), median_time("nobody-by-this-name")
+    assert 0.5 < unknown / known < 2.0, (known, unknown)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_nul_and_control_characters_never_reach_the_database(backend, request, tmp_path):
+    url = f"sqlite:///{tmp_path / 'c.db'}" if backend == "sqlite" else request.getfixturevalue("pg_url")
+    engine = db.connect(url)
+    with pytest.raises(S.AccessDenied, match="wrong name or password"):  # not a database error
+        S.login(engine, "adm\x00in", "whatever-password")
+    with pytest.raises(ValueError, match=r"user name: control characters are not allowed \('\\x00'\)"):
+        S.add_user(engine, "bad\x00name", "long-enough", "rater")
+    with pytest.raises(ValueError, match="comment: Value error, comment: control characters"):
+        S.validate_answer("single", {**SINGLE, "comment": "fine\x00not"})
+    assert S.validate_answer("single", {**SINGLE, "comment": "two\nlines\tok"}).comment == "two\nlines\tok"
+    engine.dispose()
+
+
+def test_csv_exports_neutralise_spreadsheet_formulas(tmp_path):
+    from raters.results import neutralize_formulas
+
+    frame = pd.DataFrame({"comment": ["=HYPERLINK(\"http://x\",\"y\")", "+1", "-2", "@SUM(A1)", "plain", None],
+                          "overall": [1, 2, 3, 4, 5, 1]})
+    out = neutralize_formulas(frame)
+    assert out["comment"].tolist()[:5] == ["'=HYPERLINK(\"http://x\",\"y\")", "'+1", "'-2", "'@SUM(A1)", "plain"]
+    assert out["overall"].tolist() == [1, 2, 3, 4, 5, 1] and frame["comment"][0].startswith("=")
