@@ -126,6 +126,9 @@ def _ab_form(item: dict) -> dict | None:
 
 
 def rate_page(token: str) -> None:
+    notice = st.session_state.pop("notice", None)
+    if notice:
+        st.warning(notice)
     # the current item stays in the session until it is answered: reruns never swap it
     if st.session_state.get("current") is None and not st.session_state.pop("queue_done", False):
         st.session_state["current"] = S.next_item(engine(), token)
@@ -168,6 +171,10 @@ def rate_page(token: str) -> None:
         st.error(str(exc))
         return
     st.session_state["last_rating"] = res["rating_id"]
+    if not res["created"]:
+        # another tab (or a double submit) answered this item first: that answer is the one kept
+        st.session_state["notice"] = ("This item was already answered (in another tab or by a double click); "
+                                      "the first answer is the one kept, and this one was not stored.")
     st.session_state["current"] = res["next"]
     st.session_state["shown_at"] = time.monotonic()
     if res["next"] is None:

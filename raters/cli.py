@@ -184,7 +184,9 @@ def serve(
     _engine(env["DATABASE_URL"])  # migrate before serving
     script = Path(__file__).with_name("app.py")
     cmd = [sys.executable, "-m", "streamlit", "run", str(script), "--server.port", str(port), "--server.address", address,
-           "--server.headless", "true", "--browser.gatherUsageStats", "false"]
+           "--server.headless", "true", "--browser.gatherUsageStats", "false",
+           # visitors never see a traceback (file paths, SQL, parameters): errors show as one line
+           "--client.showErrorDetails", "none"]
     raise typer.Exit(subprocess.call(cmd, env=env))
 
 

@@ -120,3 +120,27 @@ def test_admin_pages(world, monkeypatch):
     at.sidebar.radio(key="page").set_value("Results").run()
     assert not at.exception, at.exception
     assert any("Mean ratings per release" in h.value for h in at.subheader)
+
+
+def test_a_second_tab_is_told_its_answer_was_not_stored(world, monkeypatch):
+    pw = add_raters(world["engine"], ["tabs"], admin=None)
+    create_campaign(world["engine"], "tabs", [world["runs"]["good"]], 2, 1, raters=["tabs"], seed=3)
+    first, second = (log_in(app(world, monkeypatch), "tabs", pw["tabs"]) for _ in range(2))
+    assert first.caption[0].value == second.caption[0].value  # both tabs show the same item
+
+    def answer(at, overall):
+        widget(at, "radio", "q_overall").set_value(overall)
+        widget(at, "radio", "q_edge").set_value(3)
+        widget(at, "radio", "q_completeness").set_value("whole")
+        widget(at, "radio", "q_leak").set_value("none")
+        widget(at, "radio", "q_use").set_value("yes")
+        return press(at, "Submit rating")
+
+    answer(first, 5)
+    assert not first.warning
+    answer(second, 1)
+    assert "already answered" in second.warning[0].value and "was not stored" in second.warning[0].value
+    with session_scope(world["engine"]) as s:
+        kept = s.scalars(select(Rating.overall).join(CampaignItem, CampaignItem.id == Rating.item_id).join(Campaign)
+                         .where(Campaign.name == "tabs")).all()
+    assert kept == [5]  # the first answer is the one kept
