@@ -54,6 +54,12 @@ def _read_alpha(path: str) -> np.ndarray | None:
         return None
 
 
+def md_escape(text: str) -> str:
+    """``text`` shown literally in Streamlit Markdown: every Markdown and HTML special character
+    backslash-escaped, so a user name like ``**x**`` or ``[a](http://b)`` is not rendered."""
+    return "".join("\\" + c if c in "\\`*_{}[]()#+-.!|<>~$:" else c for c in text)
+
+
 def login_page() -> None:
     st.title("liftlab raters: log in")
     with st.form("login_form"):
@@ -137,7 +143,7 @@ def rate_page(token: str) -> None:
     if item is None:
         st.success("Your queue is empty. Thank you!")
         return
-    st.caption(f"{item['campaign']}: item {item['done'] + 1} of {item['total']}")
+    st.caption(f"{md_escape(item['campaign'])}: item {item['done'] + 1} of {item['total']}")
     rgb = _read_rgb(item["image"])
     if rgb is None:
         st.error(f"photo {item['image']} cannot be read; tell an admin")
@@ -275,7 +281,7 @@ def main() -> None:
             st.session_state.pop("token", None)
         login_page()
         return
-    st.sidebar.write(f"Logged in as **{me.name}** ({me.role})")
+    st.sidebar.write(f"Logged in as **{md_escape(me.name)}** ({me.role})")
     if st.sidebar.button("Log out", key="logout"):
         S.logout(engine(), token)
         st.session_state.clear()

@@ -144,3 +144,10 @@ def test_a_second_tab_is_told_its_answer_was_not_stored(world, monkeypatch):
         kept = s.scalars(select(Rating.overall).join(CampaignItem, CampaignItem.id == Rating.item_id).join(Campaign)
                          .where(Campaign.name == "tabs")).all()
     assert kept == [5]  # the first answer is the one kept
+
+
+def test_markdown_in_a_user_name_is_shown_literally(world, monkeypatch):
+    pw = add_raters(world["engine"], ["**boss**[x](http://evil)"], admin=None)
+    at = log_in(app(world, monkeypatch), "**boss**[x](http://evil)", pw["**boss**[x](http://evil)"])
+    shown = at.sidebar.markdown[0].value
+    assert shown == "Logged in as **\\*\\*boss\\*\\*\\[x\\]\\(http\\://evil\\)** (rater)", shown
