@@ -14,9 +14,6 @@ from synth.io import MASK_ENCODINGS, BadInput, open_image, printable_path, read_
 from synth.sources import COMPOSITE_DERIVED as DERIVED  # one definition for real and synthetic sets
 from synth.sources import IMAGE_EXTS, derived_attributes, read_metadata, thin_fraction  # noqa: F401
 
-GT_THRESHOLD = 127
-"""A ground-truth mask is foreground where its 8-bit value is > 127."""
-
 
 def read_mask(path: str | Path, encoding: str = "0-255") -> np.ndarray:
     """A ground-truth mask as ``(H, W)`` bool, as declared: foreground where the 8-bit value is

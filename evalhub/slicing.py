@@ -114,6 +114,7 @@ def slice_table(
     for spec in specs:
         gs = grouped_stats(df, spec, (*present, *GATE_SLICE_METRICS), settings)
         by_group, r = gs.by_group, gs.replicates
+        counted = {m: gs.counted(m) for m in present}
         pos = r.table["has_subject"].to_numpy(bool)
         for gi, value in enumerate(gs.values):
             rows = r.members[gi]
@@ -122,7 +123,7 @@ def slice_table(
                 "attribute": spec, "value": value, "insufficient": rows.size < min_n, "n": int(rows.size),
                 "n_positive": int(pos[rows].sum()),
                 "metrics": {m: {"mean": row[m].value, "lo": row[m].lo, "hi": row[m].hi}
-                            for m in present if gs.counted(m)[value] > 0},
+                            for m in present if counted[m][value] > 0},
                 "acceptance_rate": row["acceptance_rate"].value, "ece": row["ece"].value,
             })
     return {"slices": slices, "not_sliced": skipped, "min_n": min_n}

@@ -70,82 +70,82 @@ def representation(rows: Sequence[Mapping[str, Any]], attributes: Sequence[str] 
 
 
 def recipe_targets(recipe: Mapping[str, Any], samples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """Achieved against target for a ``synth`` dataset: negatives share, split shares and the
-    balance quota cells.
+    """Achieved against target for a ``synth`` dataset whose build did not store its targets,
+    re-derived from its recipe.
 
     Args:
         recipe: the recipe as stored in the catalog (``Recipe.model_dump(mode="json")``).
         samples: catalog samples (``has_subject``, ``split``, ``attributes``).
 
     Returns:
-        ``{"negatives": {target, achieved, deviation}, "splits": [{split, target, achieved,
-        deviation}], "balance": synth.balance.balance_report(...) over the positives}``; shares in
-        [0, 1], deviation = achieved - target. For ``uniform`` quotas the target cells are the
+        The shape of :func:`achieved_against`. For ``uniform`` quotas the target cells are the
         product of the levels seen among the positives (as the planner does).
     """
-    from synth.balance import balance_report, cell_of, largest_remainder, target_shares
+    from synth.balance import cell_of, largest_remainder, target_shares
+
+    bal = recipe.get("balance") or {}
+    columns = list(bal.get("columns") or [])
+    cells: list[dict[str, Any]] = []
+    if columns:
+        pos = [s for s in samples if s["has_subject"]]
+        observed = sorted({c for c in (cell_of(s["attributes"], columns) for s in pos) if c is not None})
+        shares = target_shares(columns, bal.get("mode", "uniform"), [(c["values"], c["share"]) for c in bal.get("cells") or []], observed)
+        keys = sorted(shares)
+        cells = [{"values": list(k), "target": n} for k, n in zip(keys, largest_remainder([shares[k] for k in keys], len(pos)))]
+    targets = {"negatives": float(recipe.get("negatives", 0.0)),
+               "splits": {k: float(v) for k, v in (recipe.get("splits") or {}).items()},
+               "balance": {"columns": columns, "cells": cells}}
+    return achieved_against(targets, samples)
+
+
+def achieved_against(targets: Mapping[str, Any], samples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """A dataset's achieved composition against build targets in the shape ``synth build`` stores
+    them (``datasets.targets``: ``negatives`` share, ``splits`` shares, ``balance.columns`` and
+    ``balance.cells`` with planned counts).
+
+    Returns:
+        ``{"negatives": {target, achieved, deviation}, "splits": [{split, target, achieved,
+        deviation}], "balance": synth.balance.balance_report(...) over the positives (with
+        ``unassigned``) or None}``; shares in [0, 1], deviation = achieved - target.
+    """
+    from synth.balance import balance_report, cell_of
 
     n = len(samples)
     pos = [s for s in samples if s["has_subject"]]
-    neg_target = float(recipe.get("negatives", 0.0))
-    neg_achieved = (n - len(pos)) / n if n else float("nan")
-    out: dict[str, Any] = {"negatives": {"target": neg_target, "achieved": neg_achieved, "deviation": neg_achieved - neg_target}}
-    splits = Counter(s.get("split") for s in samples)
-    out["splits"] = [
-        {"split": k, "target": float(v), "achieved": splits.get(k, 0) / n if n else float("nan"),
-         "deviation": (splits.get(k, 0) / n if n else float("nan")) - float(v)}
-        for k, v in (recipe.get("splits") or {}).items()
-    ]
-    bal = recipe.get("balance") or {}
-    columns = list(bal.get("columns") or [])
+
+    def share(k: int) -> float:
+        return k / n if n else float("nan")
+
+    neg = share(n - len(pos))
+    split_counts = Counter(s.get("split") for s in samples)
+    out: dict[str, Any] = {
+        "negatives": {"target": targets["negatives"], "achieved": neg, "deviation": neg - targets["negatives"]},
+        "splits": [{"split": k, "target": v, "achieved": share(split_counts.get(k, 0)), "deviation": share(split_counts.get(k, 0)) - v}
+                   for k, v in targets["splits"].items()],
+        "balance": None,
+    }
+    columns = targets["balance"]["columns"]
     if columns:
         cells = [cell_of(s["attributes"], columns) for s in pos]
-        observed = sorted({c for c in cells if c is not None})
-        shares = target_shares(columns, bal.get("mode", "uniform"), [(c["values"], c["share"]) for c in bal.get("cells") or []], observed)
-        keys = sorted(shares)
-        targets = dict(zip(keys, largest_remainder([shares[k] for k in keys], len(pos))))
-        achieved = Counter(c for c in cells if c is not None)
-        out["balance"] = balance_report(targets, achieved, columns)
+        out["balance"] = balance_report({tuple(c["values"]): int(c["target"]) for c in targets["balance"]["cells"]},
+                                        Counter(c for c in cells if c is not None), columns)
         out["balance"]["unassigned"] = sum(c is None for c in cells)
-    else:
-        out["balance"] = None
     return out
 
 
 def dataset_targets(info: Mapping[str, Any], samples: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
-    """Achieved against target for a ``synth`` dataset revision, from the targets its build stored
-    (``datasets.targets``: negatives share, split shares, balance cells with their planned counts);
-    for a revision registered before builds stored them, re-derived from its recipe
-    (:func:`recipe_targets`). None for an imported dataset.
+    """Achieved against target for a ``synth`` dataset revision: from the targets its build stored
+    (``datasets.targets``), or for a revision registered before builds stored them, re-derived from
+    its recipe (:func:`recipe_targets`). None for an imported dataset.
 
     Returns:
-        The shape of :func:`recipe_targets`, plus ``"source"``: ``"build"`` or ``"recipe"``.
+        The shape of :func:`achieved_against`, plus ``"source"``: ``"build"`` or ``"recipe"``.
     """
-    from synth.balance import balance_report, cell_of
-
     if info["kind"] != "synth":
         return None
-    stored = info.get("targets")
-    if not stored:
-        return {**recipe_targets(info["recipe"], samples), "source": "recipe"} if info.get("recipe") else None
-    n = len(samples)
-    pos = [s for s in samples if s["has_subject"]]
-    neg_achieved = (n - len(pos)) / n if n else float("nan")
-    splits = Counter(s.get("split") for s in samples)
-    out: dict[str, Any] = {
-        "source": "build",
-        "negatives": {"target": stored["negatives"], "achieved": neg_achieved, "deviation": neg_achieved - stored["negatives"]},
-        "splits": [{"split": k, "target": v, "achieved": splits.get(k, 0) / n if n else float("nan"),
-                    "deviation": (splits.get(k, 0) / n if n else float("nan")) - v} for k, v in stored["splits"].items()],
-        "balance": None,
-    }
-    columns = stored["balance"]["columns"]
-    if columns:
-        targets = {tuple(c["values"]): int(c["target"]) for c in stored["balance"]["cells"]}
-        cells = [cell_of(s["attributes"], columns) for s in pos]
-        out["balance"] = balance_report(targets, Counter(c for c in cells if c is not None), columns)
-        out["balance"]["unassigned"] = sum(c is None for c in cells)
-    return out
+    if info.get("targets"):
+        return {**achieved_against(info["targets"], samples), "source": "build"}
+    return {**recipe_targets(info["recipe"], samples), "source": "recipe"} if info.get("recipe") else None
 
 
 def composition(engine: Engine, dataset: str, intersections: Sequence[str] = ()) -> dict[str, Any]:

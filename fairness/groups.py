@@ -68,9 +68,10 @@ def group_table(df: pd.DataFrame, spec: str, settings: GroupSettings = GroupSett
               for v, rows in zip(r.values, r.members)]
     overall = {m: iv.as_dict() for m, iv in gs.overall.items()}
     by_group, diff, ratio = gs.by_group, gs.to_overall("difference"), gs.to_overall("ratio")
+    counted = {m: gs.counted(m) for m in GROUP_METRICS}
     for g in groups:
         v = g["value"]
-        g["metrics"] = {m: {**by_group[v][m].as_dict(), "n": gs.counted(m)[v]} for m in GROUP_METRICS}
+        g["metrics"] = {m: {**by_group[v][m].as_dict(), "n": counted[m][v]} for m in GROUP_METRICS}
         g["diff_to_overall"] = {m: diff[v][m].as_dict() for m in GROUP_METRICS}
         g["ratio_to_overall"] = {m: ratio[v][m].as_dict() for m in GROUP_METRICS}
     ok = np.array([not g["insufficient"] for g in groups], dtype=bool)

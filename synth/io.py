@@ -113,15 +113,25 @@ def read_binary_mask(path: str | os.PathLike, encoding: str = "0-255") -> np.nda
     """
     if encoding not in MASK_ENCODINGS:
         raise ValueError(f"mask encoding must be one of {MASK_ENCODINGS}, got {encoding!r}")
-    g = read_gray(path)
-    hi = int(g.max()) if g.size else 0
+    return binary_from_gray(read_gray(path), path, encoding)
+
+
+def binary_from_gray(gray: np.ndarray, path: str | os.PathLike, encoding: str = "0-255",
+                     hint: str = "declare the masks' encoding 0-1") -> np.ndarray:
+    """An 8-bit mask already read (``(H, W)`` uint8) as ``(H, W)`` bool, as declared (see
+    :func:`read_binary_mask`); ``hint`` ends the message of an ambiguous 0/1 mask (what to do).
+
+    Raises:
+        BadInput: an ambiguous 0/1 mask under ``0-255``, or values above 1 under ``0-1`` (naming ``path``).
+    """
+    hi = int(gray.max()) if gray.size else 0
     if encoding == "0-1":
         if hi > 1:
             raise BadInput(path, f"declared a 0/1 mask but holds values up to {hi}")
-        return g == 1
+        return gray == 1
     if hi == 1:
-        raise BadInput(path, "the mask's values are 0 and 1: read as a 0/255 mask it would be empty; declare the masks' encoding 0-1")
-    return g > 127
+        raise BadInput(path, f"the mask's values are 0 and 1: read as a 0/255 mask it would be empty; {hint}")
+    return gray > 127
 
 
 def read_gray(path: str | os.PathLike) -> np.ndarray:

@@ -13,7 +13,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from synth.io import BadInput, printable_path, read_gray, read_rgb, read_rgba, sha256_file, utf8_name
+from synth.io import BadInput, binary_from_gray, printable_path, read_gray, read_rgb, read_rgba, sha256_file, utf8_name
 from synth.recipe import BackgroundPool, ForegroundPool
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -223,10 +223,14 @@ def read_metadata(path: Path, id_column: str) -> tuple[dict[str, dict[str, str |
     return rows, dups
 
 
-def _combined_sha(*paths: Path) -> str:
+RECIPE_MASK_HINT = "recipes read masks as 0/255 (foreground > 127): convert the masks to 0/255"
+
+
+def _combined_sha(*digests: str) -> str:
+    """SHA-256 over the hex SHA-256 digests of an item's files, in order."""
     h = hashlib.sha256()
-    for p in paths:
-        h.update(sha256_file(p).encode())
+    for d in digests:
+        h.update(d.encode())
     return h.hexdigest()
 
 
@@ -283,10 +287,7 @@ def scan_foregrounds(pool: ForegroundPool) -> tuple[list[ForegroundItem], list[Q
                         matte_path,
                         f"matte is {matte.shape[1]}x{matte.shape[0]} but its photo is {rgb.shape[1]}x{rgb.shape[0]} (WxH)",
                     )
-            if pool.kind == "image_mask" and int(matte.max()) == 1:
-                raise BadInput(matte_path, "the mask's values are 0 and 1, but recipes read masks as 0/255 (foreground > 127): "
-                                           "convert the masks to 0/255")
-            mask = matte > 127
+            mask = binary_from_gray(matte, matte_path, hint=RECIPE_MASK_HINT) if pool.kind == "image_mask" else matte > 127
             if not mask.any():
                 raise BadInput(matte_path or img_path, "empty mask: no subject pixel")
             if mask.all():
@@ -297,7 +298,7 @@ def scan_foregrounds(pool: ForegroundPool) -> tuple[list[ForegroundItem], list[Q
         attrs: dict[str, Any] = {c: None for c in meta_cols}
         attrs.update(meta.get(stem, {}))
         attrs.update({SOURCE_PREFIX + k: v for k, v in mask_attributes(mask).items()})
-        paths = [img_path] + ([matte_path] if matte_path else [])
+        digests = [sha256_file(p) for p in [img_path] + ([matte_path] if matte_path else [])]
         items.append(
             ForegroundItem(
                 fg_id=fg_id,
@@ -305,8 +306,8 @@ def scan_foregrounds(pool: ForegroundPool) -> tuple[list[ForegroundItem], list[Q
                 kind=pool.kind,
                 image=str(img_path),
                 matte=str(matte_path) if matte_path else None,
-                photo_key=sha256_file(img_path),
-                sha256=_combined_sha(*paths),
+                photo_key=digests[0],
+                sha256=_combined_sha(*digests),
                 height=int(rgb.shape[0]),
                 width=int(rgb.shape[1]),
                 attributes=attrs,
@@ -397,17 +398,14 @@ def scan_backgrounds(pool: BackgroundPool, out_hw: tuple[int, int] | None = None
                         mask_path,
                         f"mask is {mask.shape[1]}x{mask.shape[0]} but its photo is {rgb.shape[1]}x{rgb.shape[0]} (WxH)",
                     )
-                if int(mask.max()) == 1:
-                    raise BadInput(mask_path, "the mask's values are 0 and 1, but recipes read masks as 0/255 (foreground > 127): "
-                                              "convert the masks to 0/255")
-                inpainted, why = _plate_check(mask > 127, pool, out_hw)
+                inpainted, why = _plate_check(binary_from_gray(mask, mask_path, hint=RECIPE_MASK_HINT), pool, out_hw)
                 if why is not None:
                     quarantine.append(QuarantineEntry(bg_id, str(mask_path), why, kind="skipped"))
                     continue
         except BadInput as bad:
             quarantine.append(QuarantineEntry(bg_id, bad.path, bad.reason))
             continue
-        paths = [img_path] + ([mask_path] if mask_path else [])
+        digests = [sha256_file(p) for p in [img_path] + ([mask_path] if mask_path else [])]
         items.append(
             BackgroundItem(
                 inpainted_fraction=round(inpainted, 6) if pool.kind == "masked" else 0.0,
@@ -419,8 +417,8 @@ def scan_backgrounds(pool: BackgroundPool, out_hw: tuple[int, int] | None = None
                 kind=pool.kind,
                 image=str(img_path),
                 mask=str(mask_path) if mask_path else None,
-                photo_key=sha256_file(img_path),
-                sha256=_combined_sha(*paths),
+                photo_key=digests[0],
+                sha256=_combined_sha(*digests),
                 dilate_px=pool.dilate_px,
                 inpaint=pool.inpaint,
             )
