@@ -268,7 +268,7 @@ def _claim_run_folder(engine: Any, out: Path, identity: dict[str, Any]) -> Score
         if foreign:
             raise ScoreError(f"{out} holds files no liftlab command wrote ({', '.join(foreign[:5])}); choose another --out")
     elif marker.kind != "run":
-        raise ScoreError(f"{out} holds a {marker.command} {marker.kind}; choose another --out")
+        raise ScoreError(f"{out} holds a {marker.kind} written by `{marker.command}`; choose another --out")
     elif marker.identity.get("release") != identity["release"] or marker.identity.get("dataset") != identity["dataset"]:
         raise ScoreError(f"{out} holds an {marker.state} run of {marker.identity.get('release')} on {marker.identity.get('dataset')} "
                          "from another catalog or an interrupted command; choose another --out")

@@ -84,7 +84,7 @@ def _claim_out_dir(out_dir: Path, resume: bool, overwrite: bool, dataset: str | 
             raise BuildError(f"{out_dir}: --resume given but the folder holds no synth build")
         return None
     if marker.kind != "build":
-        raise BuildError(f"{out_dir} holds an {marker.command} {marker.kind}, not a synth build; choose another --out")
+        raise BuildError(f"{out_dir} holds a {marker.kind} written by `{marker.command}`, not a synth build; choose another --out")
     if resume:
         return marker
     if not overwrite:

@@ -141,6 +141,8 @@ def test_build_overwrite_refuses_while_runs_use_the_dataset(tmp_path, cache_dir)
     register_release(engine, "copy", "predictions", str(pred), 0.5)
     score(engine, "copy", "ecssd-small", tmp_path / "run", workers=1, n_boot=20, progress=False)
     before = {p: sha256_file(p) for p in sorted(out.rglob("*.png"))}
+    with pytest.raises(ScoreError, match="build holds a build written by `synth build`; choose another --out"):
+        score(engine, "copy", "ecssd-small", out, workers=1, n_boot=20, progress=False)
     with pytest.raises(BuildError, match=r"holds dataset ecssd-small@1, which 1 run\(s\) .* depend on"):
         build(recipe, out, workers=1, progress=False, overwrite=True, catalog_url=url)
     assert {p: sha256_file(p) for p in sorted(out.rglob("*.png"))} == before
