@@ -15,6 +15,7 @@ import pandas as pd
 from sqlalchemy import Engine
 
 from db.catalog import RunRecord, find_run, run_frame
+from db.engine import shown_url
 from evalhub.registry import IMAGE_METRICS
 
 
@@ -62,7 +63,7 @@ def read_run(engine: Engine, run: str | Path | int) -> RunTable:
     """
     rec = find_run(engine, run_ref(run))
     if rec is None:
-        raise RunNotFound(f"{run} is not a run in the catalog at {engine.url.render_as_string(hide_password=True)}: "
+        raise RunNotFound(f"{run} is not a run in the catalog at {shown_url(str(engine.url))}: "
                           "score it with `evalhub score --out` (or pass the catalog it was scored into with --database-url)")
     if "calibration" not in rec.summary:
         raise RunNotFound(f"run {rec.path} ({rec.release} on {rec.dataset}) has no full summary in the catalog "

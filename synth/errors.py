@@ -33,7 +33,7 @@ def describe(exc: BaseException) -> str:
     line = catalog_error_line(exc, current_url())
     if line is not None:
         return line
-    if isinstance(exc, OSError) and not exc.__class__.__module__.startswith(("synth", "evalhub", "raters", "fairness", "db")):
+    if isinstance(exc, OSError):
         where = exc.filename or ""
         reason = exc.strerror or _first_line(exc)
         extra = ""
