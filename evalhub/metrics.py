@@ -28,6 +28,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from evalhub import bitmorph
 from evalhub.registry import names
 
 DAVIS_BOUND_TH = 0.008
@@ -43,10 +44,6 @@ def _check_same(a: np.ndarray, b: np.ndarray, what: str = "prediction and truth"
         raise ValueError(f"{what} differ in shape: {a.shape} vs {b.shape}")
     if a.ndim != 2:
         raise ValueError(f"{what} must be 2-D (H, W), got shape {a.shape}")
-
-
-def _u8(mask: np.ndarray) -> np.ndarray:
-    return mask.astype(np.uint8, copy=False) if mask.dtype == np.bool_ else (mask > 0).astype(np.uint8)
 
 
 def diagonal(shape: tuple[int, ...]) -> float:
@@ -65,17 +62,91 @@ def euclidean_disk(radius: int) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------------------
+# Shared machinery. Masks are packed once, one bit a pixel (evalhub.bitmorph), and cut to the
+# crop that holds both (nothing outside it can change a count); the region and boundary work runs
+# there.
+
+
+def _u8(mask: np.ndarray) -> np.ndarray:
+    if mask.dtype == np.bool_:
+        return np.ascontiguousarray(mask).view(np.uint8)
+    return (mask > 0).view(np.uint8)
+
+
+def _span(packed: np.ndarray, axis: int) -> tuple[int, int] | None:
+    """First and one-past-last row (``axis=1``) or word (``axis=0``) of a packed mask holding a set
+    bit (None if none)."""
+    at = np.flatnonzero(np.bitwise_or.reduce(packed, axis=axis))
+    return (int(at[0]), int(at[-1]) + 1) if at.size else None
+
+
+class _Pair:
+    """Prediction and truth of one image, each packed once (:mod:`evalhub.bitmorph`), with their
+    pixel counts and the crop every region and boundary metric runs on.
+
+    The crop holds both masks' rows plus one, and their words plus one on each side, so every
+    boundary pixel of either lies inside and the crop's edge is background or the frame's edge,
+    which is what the morphology assumes. ``p`` and ``g`` are the crop's packed masks (None when
+    both masks are empty), ``width`` its width in pixels, ``truth`` the truth's rows and words in
+    crop coordinates (None when the truth is empty), ``truth_rows`` its rows in the frame."""
+
+    __slots__ = ("n_p", "n_g", "p", "g", "width", "truth", "truth_rows")
+
+    def __init__(self, pred: np.ndarray, gt: np.ndarray) -> None:
+        h, w = gt.shape
+        full_p, full_g = bitmorph.pack(_u8(pred)), bitmorph.pack(_u8(gt))
+        self.n_p, self.n_g = bitmorph.count(full_p), bitmorph.count(full_g)
+        either = full_p | full_g
+        rows = _span(either, axis=1)
+        self.p = self.g = self.truth = None
+        self.width = 0
+        self.truth_rows = (0, h)
+        if rows is None:
+            return
+        words = _span(either, axis=0)
+        y0, y1 = max(0, rows[0] - 1), min(h, rows[1] + 1)
+        w0, w1 = max(0, words[0] - 1), min(full_p.shape[1], words[1] + 1)
+        self.p, self.g = full_p[y0:y1, w0:w1], full_g[y0:y1, w0:w1]
+        self.width = min(w, 64 * w1) - 64 * w0
+        if self.n_g:
+            tr, tw = _span(self.g, axis=1), _span(self.g, axis=0)
+            self.truth = (tr[0], tr[1], tw[0], tw[1])
+            self.truth_rows = (y0 + tr[0], y0 + tr[1])
+
+    def near_truth(self, *packed: np.ndarray, margin: int) -> list[np.ndarray]:
+        """``packed`` (crop arrays) cut to the rows and words within ``margin + 1`` pixels of the
+        truth's rows and words (where its boundary lies); everything when the truth is empty."""
+        if self.truth is None:
+            return list(packed)
+        y0, y1, w0, w1 = self.truth
+        k, kw = margin + 1, -(-(margin + 1) // 64)
+        rows, words = slice(max(0, y0 - k), y1 + k), slice(max(0, w0 - kw), w1 + kw)
+        return [a[rows, words] for a in packed]
+
+
+# --------------------------------------------------------------------------------------------
 # Region metrics
+
+
+def _region(pk: _Pair) -> dict[str, float]:
+    if pk.n_p == 0 and pk.n_g == 0:
+        return {"iou": 1.0, "dice": 1.0, "precision": 1.0, "recall": 1.0}
+    tp = bitmorph.count(pk.p & pk.g)
+    fp, fn = pk.n_p - tp, pk.n_g - tp
+    return {
+        "iou": tp / (tp + fp + fn),
+        "dice": 2 * tp / (2 * tp + fp + fn),
+        "precision": tp / pk.n_p if pk.n_p else 1.0,
+        "recall": tp / pk.n_g if pk.n_g else 1.0,
+    }
 
 
 def confusion(pred: np.ndarray, gt: np.ndarray) -> tuple[int, int, int, int]:
     """Pixel counts ``(tp, fp, fn, tn)`` of two ``(H, W)`` bool masks of one image."""
     _check_same(pred, gt)
-    p, g = _u8(pred), _u8(gt)
-    n_p, n_g = cv2.countNonZero(p), cv2.countNonZero(g)
-    tp = cv2.countNonZero(cv2.bitwise_and(p, g))
-    fp, fn = n_p - tp, n_g - tp
-    return tp, fp, fn, p.size - tp - fp - fn
+    pk = _Pair(pred, gt)
+    tp = bitmorph.count(pk.p & pk.g) if pk.p is not None else 0
+    return tp, pk.n_p - tp, pk.n_g - tp, pred.size - pk.n_p - pk.n_g + tp
 
 
 def region_metrics(pred: np.ndarray, gt: np.ndarray) -> dict[str, float]:
@@ -93,16 +164,8 @@ def region_metrics(pred: np.ndarray, gt: np.ndarray) -> dict[str, float]:
     Raises:
         ValueError: shapes differ.
     """
-    tp, fp, fn, _ = confusion(pred, gt)
-    n_p, n_g = tp + fp, tp + fn
-    if n_p == 0 and n_g == 0:
-        return {"iou": 1.0, "dice": 1.0, "precision": 1.0, "recall": 1.0}
-    return {
-        "iou": tp / (tp + fp + fn),
-        "dice": 2 * tp / (2 * tp + fp + fn),
-        "precision": tp / n_p if n_p else 1.0,
-        "recall": tp / n_g if n_g else 1.0,
-    }
+    _check_same(pred, gt)
+    return _region(_Pair(pred, gt))
 
 
 def iou(pred: np.ndarray, gt: np.ndarray) -> float:
@@ -115,11 +178,24 @@ def dice(pred: np.ndarray, gt: np.ndarray) -> float:
     return region_metrics(pred, gt)["dice"]
 
 
+def _mae(prob: np.ndarray, gt: np.ndarray, n_g: int, rows: tuple[int, int] | None = None) -> float:
+    # sum |p - g| = sum(p) + |G| - 2 sum_{g=1} p, as |p - g| is p outside G and 1 - p inside it for
+    # p in [0, 1]; both sums accumulate in float64 (the masked one is an L1 norm, p >= 0)
+    p = prob.astype(np.float32, copy=False)
+    total = cv2.sumElems(p)[0]
+    if n_g:
+        y0, y1 = rows or (0, gt.shape[0])  # the truth's rows: nothing of it lies outside
+        total += n_g - 2.0 * cv2.norm(p[y0:y1], cv2.NORM_L1, mask=_u8(gt)[y0:y1])
+    return float(max(total, 0.0) / p.size)
+
+
 def mae(prob: np.ndarray, gt: np.ndarray) -> float:
     """Mean absolute error between a soft prediction and the binary truth.
 
     ``MAE = mean_{pixels} |p - g|`` as in salient object detection benchmarks (Perazzi et al.,
-    "Saliency filters", CVPR 2012; Borji et al., TIP 2015).
+    "Saliency filters", CVPR 2012; Borji et al., TIP 2015). Accumulated in float64, as
+    ``sum(p) + |G| - 2 sum_{G} p``, which equals ``sum |p - g|`` for ``p`` in [0, 1] (the contract
+    of every probability map liftlab reads; :func:`evalhub.releases.read_probability` enforces it).
 
     Args:
         prob: ``(H, W)`` float in [0, 1].
@@ -127,9 +203,13 @@ def mae(prob: np.ndarray, gt: np.ndarray) -> float:
 
     Returns:
         A float in [0, 1].
+
+    Raises:
+        ValueError: shapes differ.
     """
     _check_same(prob, gt)
-    return float(cv2.absdiff(prob.astype(np.float32, copy=False), gt.astype(np.float32)).mean())
+    gt8 = _u8(gt)
+    return _mae(prob, gt8, cv2.countNonZero(gt8))
 
 
 # --------------------------------------------------------------------------------------------
@@ -150,18 +230,7 @@ def seg2bmap(mask: np.ndarray) -> np.ndarray:
     Returns:
         ``(H, W)`` bool boundary map.
     """
-    seg = mask.astype(bool, copy=False)
-    e = np.zeros_like(seg)
-    s = np.zeros_like(seg)
-    se = np.zeros_like(seg)
-    e[:, :-1] = seg[:, 1:]
-    s[:-1, :] = seg[1:, :]
-    se[:-1, :-1] = seg[1:, 1:]
-    b = (seg ^ e) | (seg ^ s) | (seg ^ se)
-    b[-1, :] = seg[-1, :] ^ e[-1, :]
-    b[:, -1] = seg[:, -1] ^ s[:, -1]
-    b[-1, -1] = False
-    return b
+    return bitmorph.unpack(bitmorph.seg2bmap(bitmorph.pack(_u8(mask)), mask.shape[1]), mask.shape[1]).view(bool)
 
 
 def boundary_tolerance(shape: tuple[int, ...], bound_th: float = DAVIS_BOUND_TH) -> int:
@@ -169,6 +238,39 @@ def boundary_tolerance(shape: tuple[int, ...], bound_th: float = DAVIS_BOUND_TH)
     if bound_th <= 0:
         raise ValueError(f"boundary tolerance must be > 0, got {bound_th}")
     return int(bound_th) if bound_th >= 1 else int(math.ceil(bound_th * diagonal(shape)))
+
+
+def _stacked(op, a: np.ndarray, b: np.ndarray, gap: int, arg: int) -> tuple[np.ndarray, np.ndarray]:
+    """``op(a, arg), op(b, arg)`` for two packed arrays of one shape, run as one call on both
+    stacked with ``gap`` background rows between (enough that neither reaches the other): half
+    the passes, which on arrays this size cost as much as the data they touch."""
+    h = a.shape[0]
+    both = np.zeros((2 * h + gap, a.shape[1]), a.dtype)
+    both[:h], both[h + gap :] = a, b
+    out = op(both, arg)
+    return out[:h], out[h + gap :]
+
+
+def _boundary_f1(pk: _Pair, r: int) -> dict[str, float]:
+    n_fg = n_gt = 0
+    if pk.p is not None:
+        fg_b, gt_b = bitmorph.seg2bmap(pk.p, pk.width), bitmorph.seg2bmap(pk.g, pk.width)
+        n_fg, n_gt = bitmorph.count(fg_b), bitmorph.count(gt_b)
+    if n_fg == 0 and n_gt > 0:
+        precision, recall = 1.0, 0.0
+    elif n_fg > 0 and n_gt == 0:
+        precision, recall = 0.0, 1.0
+    elif n_fg == 0 and n_gt == 0:
+        precision, recall = 1.0, 1.0
+    else:
+        # a hit needs a boundary pixel of each within r, so both dilations run only within r of
+        # the true boundary; the totals n_fg and n_gt above cover the whole crop
+        fg_near, gt_near = pk.near_truth(fg_b, gt_b, margin=r)
+        grown_gt, grown_fg = _stacked(bitmorph.dilate_disk, gt_near, fg_near, gap=r, arg=r)
+        precision = bitmorph.count(fg_near & grown_gt) / n_fg
+        recall = bitmorph.count(gt_near & grown_fg) / n_gt
+    f = 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
+    return {"boundary_precision": float(precision), "boundary_recall": float(recall), "boundary_f1": float(f)}
 
 
 def boundary_f1(pred: np.ndarray, gt: np.ndarray, bound_th: float = DAVIS_BOUND_TH) -> dict[str, float]:
@@ -180,6 +282,9 @@ def boundary_f1(pred: np.ndarray, gt: np.ndarray, bound_th: float = DAVIS_BOUND_
     pixels within the dilated predicted one, ``F = 2PR / (P + R)`` (0 when ``P + R = 0``).
     Degenerate cases as DAVIS: no predicted boundary and a true one -> P = 1, R = 0; a predicted
     boundary and no true one -> P = 0, R = 1; neither -> P = R = 1.
+
+    Runs on bit-packed masks (:mod:`evalhub.bitmorph`, the disk as rows of runs), equal to the
+    disk dilation of the reference by construction and tested against it on real masks.
 
     Source: Perazzi et al., CVPR 2016 and Pont-Tuset et al., arXiv:1704.00675, reference code
     ``davis2017-evaluation/davis2017/metrics.py::f_measure``.
@@ -196,29 +301,7 @@ def boundary_f1(pred: np.ndarray, gt: np.ndarray, bound_th: float = DAVIS_BOUND_
     """
     _check_same(pred, gt)
     r = boundary_tolerance(pred.shape, bound_th)
-    fg_b = seg2bmap(pred).view(np.uint8)
-    gt_b = seg2bmap(gt).view(np.uint8)
-    n_fg, n_gt = cv2.countNonZero(fg_b), cv2.countNonZero(gt_b)
-    if n_fg == 0 and n_gt > 0:
-        precision, recall = 1.0, 0.0
-    elif n_fg > 0 and n_gt == 0:
-        precision, recall = 0.0, 1.0
-    elif n_fg == 0 and n_gt == 0:
-        precision, recall = 1.0, 1.0
-    else:
-        # only boundary pixels are counted, so the dilations can run on the boundaries' bounding
-        # box grown by r (exactly the same counts, far fewer pixels)
-        x, y, w, h = cv2.boundingRect(cv2.bitwise_or(fg_b, gt_b))
-        y0, x0 = max(0, y - r), max(0, x - r)
-        y1, x1 = min(pred.shape[0], y + h + r), min(pred.shape[1], x + w + r)
-        fg_b, gt_b = fg_b[y0:y1, x0:x1], gt_b[y0:y1, x0:x1]
-        k = euclidean_disk(r)
-        fg_dil = cv2.dilate(fg_b, k, borderType=cv2.BORDER_CONSTANT, borderValue=0)
-        gt_dil = cv2.dilate(gt_b, k, borderType=cv2.BORDER_CONSTANT, borderValue=0)
-        precision = cv2.countNonZero(cv2.bitwise_and(fg_b, gt_dil)) / n_fg
-        recall = cv2.countNonZero(cv2.bitwise_and(gt_b, fg_dil)) / n_gt
-    f = 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
-    return {"boundary_precision": float(precision), "boundary_recall": float(recall), "boundary_f1": float(f)}
+    return _boundary_f1(_Pair(pred, gt), r)
 
 
 # --------------------------------------------------------------------------------------------
@@ -234,7 +317,8 @@ def mask_to_boundary(mask: np.ndarray, d: int) -> np.ndarray:
     """Inner boundary band of a mask: the mask minus its erosion by a 3x3 square repeated ``d`` times.
 
     The mask is zero-padded by one pixel first, so the image border counts as boundary. ``d``
-    erosions by a 3x3 square equal one erosion by a ``(2d+1) x (2d+1)`` square, which is what runs.
+    erosions by a 3x3 square equal one erosion by a ``(2d+1) x (2d+1)`` square with background
+    outside the frame, which is what runs (:func:`evalhub.bitmorph.erode_square`).
     Source: Cheng et al., "Boundary IoU", CVPR 2021, ``boundary_iou/utils/boundary_utils.py``.
 
     Args:
@@ -244,11 +328,18 @@ def mask_to_boundary(mask: np.ndarray, d: int) -> np.ndarray:
     Returns:
         ``(H, W)`` bool band.
     """
-    m = _u8(mask)
-    padded = cv2.copyMakeBorder(m, 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)
-    kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (2 * d + 1, 2 * d + 1))
-    eroded = cv2.erode(padded, kernel, borderType=cv2.BORDER_CONSTANT, borderValue=0)[1:-1, 1:-1]
-    return (m > eroded)
+    m = bitmorph.pack(_u8(mask))
+    return bitmorph.unpack(m & ~bitmorph.erode_square(m, d), mask.shape[1]).view(bool)
+
+
+def _boundary_iou(pk: _Pair, d: int) -> float:
+    if pk.p is None:
+        return 1.0
+    core_p, core_g = _stacked(bitmorph.erode_square, pk.p, pk.g, gap=1, arg=d)
+    bp, bg = pk.p & ~core_p, pk.g & ~core_g
+    inter = bitmorph.count(bp & bg)
+    union = bitmorph.count(bp) + bitmorph.count(bg) - inter
+    return 1.0 if union == 0 else inter / union
 
 
 def boundary_iou(pred: np.ndarray, gt: np.ndarray, dilation_ratio: float = BOUNDARY_IOU_DILATION_RATIO) -> float:
@@ -271,13 +362,7 @@ def boundary_iou(pred: np.ndarray, gt: np.ndarray, dilation_ratio: float = BOUND
         ValueError: shapes differ.
     """
     _check_same(pred, gt)
-    d = boundary_band_width(pred.shape, dilation_ratio)
-    bp = mask_to_boundary(pred, d).view(np.uint8)
-    bg = mask_to_boundary(gt, d).view(np.uint8)
-    union = cv2.countNonZero(cv2.bitwise_or(bp, bg))
-    if union == 0:
-        return 1.0
-    return cv2.countNonZero(cv2.bitwise_and(bp, bg)) / union
+    return _boundary_iou(_Pair(pred, gt), boundary_band_width(pred.shape, dilation_ratio))
 
 
 # --------------------------------------------------------------------------------------------
@@ -468,12 +553,13 @@ def image_metrics(
         ``iou, dice, precision, recall, boundary_f1, boundary_precision, boundary_recall,
         boundary_iou, mae`` and, with alpha and trimap, ``sad, mse, grad, conn`` (NaN otherwise).
     """
-    pred = prob >= 0.5
+    _check_same(prob, gt)
+    pk = _Pair(prob >= 0.5, gt)  # packed once, shared by the region and boundary metrics
     out: dict[str, Any] = {}
-    out.update(region_metrics(pred, gt))
-    out.update(boundary_f1(pred, gt, bound_th))
-    out["boundary_iou"] = boundary_iou(pred, gt, dilation_ratio)
-    out["mae"] = mae(prob, gt)
+    out.update(_region(pk))
+    out.update(_boundary_f1(pk, boundary_tolerance(gt.shape, bound_th)))
+    out["boundary_iou"] = _boundary_iou(pk, boundary_band_width(gt.shape, dilation_ratio))
+    out["mae"] = _mae(prob, gt, pk.n_g, pk.truth_rows)
     if gt_alpha is not None and trimap is not None:
         out.update(matting_errors(prob, gt_alpha, trimap))
     else:

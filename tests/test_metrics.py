@@ -79,11 +79,13 @@ def test_boundary_f1_shifted_square_by_hand():
 
 
 def _reference_boundary_f1(pred, gt, r):
-    """DAVIS f_measure written with skimage/scipy: dilation with skimage's disk."""
-    from skimage.morphology import dilation, disk
+    """DAVIS f_measure as the reference code runs it: ``cv2.dilate`` with skimage's ``disk``, on the
+    boundaries of the straight-from-the-definition ``seg2bmap`` below."""
+    from skimage.morphology import disk
 
-    fb, gb = M.seg2bmap(pred), M.seg2bmap(gt)
-    fd, gd = dilation(fb, disk(r)), dilation(gb, disk(r))
+    fb, gb = _reference_seg2bmap(pred), _reference_seg2bmap(gt)
+    fd = cv2.dilate(fb.astype(np.uint8), disk(r)) > 0
+    gd = cv2.dilate(gb.astype(np.uint8), disk(r)) > 0
     p = (fb & gd).sum() / fb.sum()
     rc = (gb & fd).sum() / gb.sum()
     return 2 * p * rc / (p + rc) if p + rc else 0.0
@@ -101,15 +103,79 @@ def _reference_boundary_iou(pred, gt, ratio=0.02):
     return (bp & bg).sum() / (bp | bg).sum()
 
 
-def test_boundary_metrics_equal_references_on_real_masks():
+def _reference_seg2bmap(seg):
+    """DAVIS ``seg2bmap`` for equal-size maps, written as the reference does with shifted copies."""
+    e, s, se = np.zeros_like(seg), np.zeros_like(seg), np.zeros_like(seg)
+    e[:, :-1], s[:-1, :], se[:-1, :-1] = seg[:, 1:], seg[1:, :], seg[1:, 1:]
+    b = seg ^ e | seg ^ s | seg ^ se
+    b[-1, :] = seg[-1, :] ^ e[-1, :]
+    b[:, -1] = seg[:, -1] ^ s[:, -1]
+    b[-1, -1] = 0
+    return b
+
+
+def _real_pairs(size=None, names=("0001", "0002", "0003", "0010")):
+    """Real ECSSD masks (optionally resized, nearest) with a dilated, shifted, speckled prediction."""
     rng = np.random.default_rng(3)
-    for name in ("0001", "0002", "0003"):
-        gt = cv2.imread(str(ECSSD / "masks" / f"{name}.png"), cv2.IMREAD_GRAYSCALE) > 127
+    for name in names:
+        gt = cv2.imread(str(ECSSD / "masks" / f"{name}.png"), cv2.IMREAD_GRAYSCALE)
+        if size:
+            gt = cv2.resize(gt, size, interpolation=cv2.INTER_NEAREST)
+        gt = gt > 127
         pred = cv2.dilate(gt.astype(np.uint8), np.ones((7, 7), np.uint8)) > 0
-        pred ^= rng.random(gt.shape) < 0.002  # speckle
+        pred = np.roll(pred, (int(rng.integers(-9, 10)), int(rng.integers(-9, 10))), axis=(0, 1))
+        pred ^= rng.random(gt.shape) < 0.002  # speckle, also on the frame's edges
+        yield pred, gt
+
+
+@pytest.mark.parametrize("size", [None, (1024, 1024), (1001, 777)], ids=["native", "1024", "odd"])
+def test_boundary_metrics_equal_the_slow_definitions_on_real_masks(size):
+    for pred, gt in _real_pairs(size):
         r = M.boundary_tolerance(gt.shape)
         assert M.boundary_f1(pred, gt)["boundary_f1"] == pytest.approx(_reference_boundary_f1(pred, gt, r), abs=1e-12)
         assert M.boundary_iou(pred, gt) == pytest.approx(_reference_boundary_iou(pred, gt), abs=1e-12)
+        np.testing.assert_array_equal(M.seg2bmap(pred), _reference_seg2bmap(pred))
+        got = M.image_metrics(pred.astype(np.float32), gt)
+        assert got["boundary_f1"] == M.boundary_f1(pred, gt)["boundary_f1"]
+        assert got["iou"] == pytest.approx((pred & gt).sum() / (pred | gt).sum(), abs=1e-15)
+
+
+def test_boundary_metrics_at_the_frame_edge_and_with_wide_tolerances():
+    # masks cut by the frame on every side, widths that are no multiple of 64, tolerances over 64 px
+    gt = np.zeros((130, 200), bool)
+    gt[:90, :150] = True
+    gt[60:, 120:] = True
+    pred = np.roll(gt, (5, -7), axis=(0, 1))
+    for th in (1, 3, 70, 0.008):
+        r = M.boundary_tolerance(gt.shape, th)
+        assert M.boundary_f1(pred, gt, th)["boundary_f1"] == pytest.approx(_reference_boundary_f1(pred, gt, r), abs=1e-12)
+    for ratio in (0.02, 0.3):
+        assert M.boundary_iou(pred, gt, ratio) == pytest.approx(_reference_boundary_iou(pred, gt, ratio), abs=1e-12)
+
+
+def test_bit_packed_morphology_equals_opencv():
+    from evalhub import bitmorph as B
+
+    rng = np.random.default_rng(5)
+    for shape in ((97, 200), (64, 64), (40, 333)):
+        m = (cv2.GaussianBlur(rng.random(shape), (0, 0), 3) > 0.5).astype(np.uint8)
+        m[rng.random(shape) < 0.01] ^= 1
+        packed = B.pack(m)
+        np.testing.assert_array_equal(B.unpack(packed, shape[1]), m)
+        assert B.count(packed) == m.sum()
+        for s in (1, -1, 13, -63, 64, -70, 130):
+            moved = np.zeros_like(m)
+            if s > 0:
+                moved[:, s:] = m[:, : max(0, shape[1] - s)]
+            else:
+                moved[:, : max(0, shape[1] + s)] = m[:, -s:]
+            np.testing.assert_array_equal(B.unpack(B.shift_x(packed, s), shape[1]), moved)
+        for r in (0, 1, 2, 5, 12, 40):
+            want = cv2.dilate(m, M.euclidean_disk(r), borderType=cv2.BORDER_CONSTANT, borderValue=0)
+            np.testing.assert_array_equal(B.unpack(B.dilate_disk(packed, r), shape[1]), want)
+        for half in (1, 4, 29, 70):
+            want = cv2.erode(m, np.ones((2 * half + 1, 2 * half + 1), np.uint8), borderType=cv2.BORDER_CONSTANT, borderValue=0)
+            np.testing.assert_array_equal(B.unpack(B.erode_square(packed, half), shape[1]), want)
 
 
 def test_boundary_iou_by_hand():
