@@ -177,11 +177,25 @@ def disk_widths(r: int) -> list[int]:
     return [math.isqrt(r * r - dy * dy) for dy in range(r + 1)]
 
 
+def _or_run_y(x: np.ndarray, length: int, buf: np.ndarray, spare: np.ndarray) -> np.ndarray:
+    """``v[y] = x[y] | ... | x[y + length - 1]`` for the ``len(x) - length + 1`` rows where the run
+    fits, by doubling on row slices, written into ``buf`` / ``spare`` (returns a view of one)."""
+    n, span, acc, bufs = len(x), 1, x, (buf, spare)
+    while span < length:
+        k = min(span, length - span)
+        dst = bufs[0] if acc is not bufs[0] else bufs[1]
+        np.bitwise_or(acc[: n - k], acc[k:n], out=dst[: n - k])
+        acc, n, span = dst, n - k, span + k
+    return acc[:n]
+
+
 def dilate_disk(a: np.ndarray, r: int) -> np.ndarray:
     """Dilation by the Euclidean disk ``{dy^2 + dx^2 <= r^2}`` (``skimage.morphology.disk(r)``).
 
-    Each distinct row half-width is one incremental row dilation of the previous one, ORed in
-    moved by the ``dy`` of every disk row of that half-width.
+    The disk's rows of one half-width ``w`` are a contiguous range ``lo <= |dy| <= hi``. Widths are
+    taken in increasing order, each one incremental row dilation of the previous; a column run of
+    ``hi - lo + 1`` rows of it is ORed in moved by ``-hi`` and by ``lo`` (rows above and below).
+    The work arrays carry ``r`` background rows above and below, so no run needs an edge case.
 
     Raises:
         ValueError: ``r < 0``.
@@ -190,19 +204,23 @@ def dilate_disk(a: np.ndarray, r: int) -> np.ndarray:
         raise ValueError(f"disk radius must be >= 0, got {r}")
     widths = disk_widths(r)
     h = a.shape[0]
-    out = np.zeros_like(a)
-    current, at = np.array(a, copy=True), 0
-    t1, t2, t3 = np.empty_like(a), np.empty_like(a), np.empty_like(a)
-    for w in sorted(set(widths)):  # widths grow as |dy| shrinks: one row run alive at a time
+    current = np.zeros((h + 2 * r, a.shape[1]), a.dtype)
+    current[r : r + h] = a
+    out = np.zeros_like(current)
+    t1, t2, t3 = np.empty_like(current), np.empty_like(current), np.empty_like(current)
+    at = 0
+    for w in sorted(set(widths)):
         _grow_x(current, w - at, t1, t2, t3)
         at = w
-        for dy in (dy for dy in range(r + 1) if widths[dy] == w):
-            if dy == 0:
-                out |= current
-            elif dy < h:
-                out[dy:] |= current[: h - dy]
-                out[: h - dy] |= current[dy:]
-    return out
+        if widths[0] == w:
+            out |= current
+        rows = [dy for dy in range(1, r + 1) if widths[dy] == w]
+        if rows:
+            lo, hi = rows[0], rows[-1]
+            v = _or_run_y(current, hi - lo + 1, t1, t2)
+            out[hi:] |= v[: len(out) - hi]  # out[y] |= current[y - hi .. y - lo]
+            out[: len(v) - lo] |= v[lo:]  # out[y] |= current[y + lo .. y + hi]
+    return out[r : r + h]
 
 
 def seg2bmap(a: np.ndarray, width: int) -> np.ndarray:
