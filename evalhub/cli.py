@@ -203,14 +203,18 @@ def score_cmd(
     ray_address: Optional[str] = typer.Option(None, "--ray-address"),
     seed: int = typer.Option(0, "--seed", help="bootstrap seed"),
     sod: bool = typer.Option(False, "--sod", help="also the salient-object set: S-measure, E-measure, weighted F, F-measure (PySODMetrics)"),
+    min_subject_area: float = typer.Option(0.005, "--min-subject-area", min=0.0, max=1.0,
+                                           help="smallest subject for Panoptic Quality, as a fraction of the image"),
+    subject_opening: int = typer.Option(1, "--subject-opening", min=0, help="radius (px) of the opening that cleans masks before subjects are split"),
     no_progress: bool = typer.Option(False, "--no-progress"),
     database_url: Optional[str] = DB_OPT,
 ) -> None:
-    """Score a release on a dataset: per-image metrics, gate calibration, slices."""
+    """Score a release on a dataset: per-image metrics, subjects (Panoptic Quality), gate calibration, slices."""
     import db
     from evalhub.metrics import DAVIS_BOUND_TH
     from evalhub.releases import ReleaseError
     from evalhub.scoring import ScoreError, score
+    from evalhub.subjects import SubjectSpec
 
     try:
         res = score(
@@ -218,6 +222,7 @@ def score_cmd(
             bound_th=float(boundary_px) if boundary_px else DAVIS_BOUND_TH, target_precision=target_precision,
             min_n=min_n, intersections=intersections, split=split, limit=limit, allow_missing=allow_missing,
             workers=workers, executor=executor, ray_address=ray_address, seed=seed, progress=not no_progress, sod=sod,
+            subjects=SubjectSpec(min_subject_area, subject_opening),
         )
     except (KeyError, ScoreError, ReleaseError, FileNotFoundError) as exc:
         _fail(str(exc).strip("'\""))
@@ -243,6 +248,10 @@ def _summary_lines(s: dict) -> str:
         if m in s["metrics"]:
             v = s["metrics"][m]
             lines.append(f"  {m:<13} {v['mean']:.4f}  [{v['lo']:.4f}, {v['hi']:.4f}]")
+    pooled = (s.get("subjects") or {}).get("pooled")
+    if pooled:
+        lines.append(f"  subjects: PQ {_f(pooled['pq'])}  SQ {_f(pooled['sq'])}  RQ {_f(pooled['rq'])}  "
+                     f"({pooled['tp']} matched, {pooled['fp']} false, {pooled['fn']} missed; pooled over images)")
     cal = s["calibration"]
     proxy = "  (proxy confidence)" if s.get("confidence_proxy") else ""
     lines.append(f"  gate: ECE {cal['ece']:.4f}  Brier {cal['brier']:.4f}  AURC {cal['aurc']:.4f}  FAR {_f(cal['far'])}  FRR {_f(cal['frr'])}{proxy}")

@@ -33,15 +33,17 @@ class Metric:
         level: ``"image"`` (per image, stored) or ``"group"`` (computed over a group's images).
         higher_is_better: the direction a verdict ("regression", "improvement") uses.
         unit: ``"fraction"`` (in [0, 1]), ``"pixels/1000"`` (SAD, gradient and connectivity
-            errors, as the alphamatting.com tables print them) or ``"squared alpha"`` (MSE).
+            errors, as the alphamatting.com tables print them), ``"squared alpha"`` (MSE) or
+            ``"count"`` (subjects).
         needs: ``"mask"``, ``"alpha"`` (alpha matte + trimap) or ``"gate"``.
         summary: shown in the run summary (mean with CI over images with a subject).
         slices: shown per slice (``evalhub score`` slices and ``evalhub compare``'s slice table).
         compare: compared by ``evalhub compare``.
         fairness: reported per group by ``fairness report`` / ``fairness compare``.
         headline: printed by ``evalhub score`` on the terminal.
-        computed_by: ``"core"`` (always) or ``"sod"`` (the salient-object set of
-            :mod:`evalhub.sod`, computed with ``evalhub score --sod``).
+        computed_by: ``"core"`` (:func:`evalhub.metrics.image_metrics`), ``"subjects"`` (the
+            several-subjects set of :mod:`evalhub.subjects`, always computed) or ``"sod"`` (the
+            salient-object set of :mod:`evalhub.sod`, computed with ``evalhub score --sod``).
         source: the published definition.
     """
 
@@ -92,6 +94,20 @@ REGISTRY: tuple[Metric, ...] = (
            source="Achanta et al., CVPR 2009 (beta^2 0.3), threshold 2 x mean, via PySODMetrics"),
     Metric("f_measure_mean", "mean F-measure", IMAGE, True, "fraction", "mask", computed_by="sod",
            source="Achanta et al., CVPR 2009 (beta^2 0.3), mean over the 256 thresholds, via PySODMetrics"),
+    Metric("pq", "Panoptic Quality", IMAGE, True, "fraction", "mask", slices=True, computed_by="subjects",
+           source="Kirillov et al., CVPR 2019: one subject class, matches at IoU > 0.5, per image"),
+    Metric("sq", "segmentation quality (SQ)", IMAGE, True, "fraction", "mask", computed_by="subjects",
+           source="Kirillov et al., CVPR 2019: mean IoU of matched subjects"),
+    Metric("rq", "recognition quality (RQ)", IMAGE, True, "fraction", "mask", computed_by="subjects",
+           source="Kirillov et al., CVPR 2019: F1 over subjects"),
+    Metric("subject_recall", "per-subject recall", IMAGE, True, "fraction", "mask", computed_by="subjects",
+           source="matched true subjects / true subjects"),
+    Metric("false_subjects", "false subjects per image", IMAGE, False, "count", "mask", computed_by="subjects",
+           source="predicted subjects that match no true subject"),
+    Metric("subjects_true", "true subjects", IMAGE, True, "count", "mask", summary=False, compare=False, computed_by="subjects"),
+    Metric("subjects_pred", "predicted subjects", IMAGE, True, "count", "mask", summary=False, compare=False, computed_by="subjects"),
+    Metric("subjects_matched", "matched subjects", IMAGE, True, "count", "mask", summary=False, compare=False, computed_by="subjects"),
+    Metric("subjects_iou_sum", "sum of matched IoUs", IMAGE, True, "count", "mask", summary=False, compare=False, computed_by="subjects"),
     Metric("acceptance_rate", "acceptance rate", GROUP, True, "fraction", "gate", summary=False, compare=False, fairness=True,
            source="share of images whose confidence >= the release threshold"),
     Metric("frr", "false-reject rate (among acceptable)", GROUP, False, "fraction", "gate", summary=False, compare=False, fairness=True),

@@ -34,6 +34,7 @@ from evalhub.datasets import read_alpha, read_mask, read_trimap
 from evalhub.releases import PROXY_DESCRIPTION, OnnxRelease, ReleaseManifest, proxy_confidence, read_probability, scan_predictions, write_confidences
 from evalhub.slicing import ATTR_PREFIX, MIN_N, slice_table
 from evalhub.stats import N_BOOT, bootstrap_mean
+from evalhub.subjects import SubjectSpec, pooled_quality, subject_metrics
 from synth.executors import chunk, default_workers, register, run_units
 from synth.folders import FolderError, Marker, ensure_folder, foreign_entries, locked, read_marker, write_marker
 from synth.io import BadInput, atomic_write_bytes, atomic_write_text, encode_png, read_rgb
@@ -63,10 +64,12 @@ class ScoreContext:
     encoding: str = "probability"
     mask_encoding: str = "0-255"
     sod: bool = False
+    subjects: dict[str, Any] = field(default_factory=dict)
 
 
 CORE_IMAGE_METRICS = tuple(m for m in R.names(level=R.IMAGE, computed_by="core") if m != "pred_area_fraction")
 SOD_IMAGE_METRICS = R.names(level=R.IMAGE, computed_by="sod")
+SUBJECT_METRICS = R.names(level=R.IMAGE, computed_by="subjects")
 _SOD: Any = None
 
 
@@ -150,12 +153,13 @@ def score_batch(ctx: ScoreContext, batch: list[dict[str, Any]]) -> list[dict[str
         prob_u8 = np.round(prob * 255).astype(np.uint8)
         if s["has_subject"]:
             row.update(M.image_metrics(prob, gt, alpha, trimap, ctx.bound_th, ctx.dilation_ratio))
+            row.update(subject_metrics(prob >= 0.5, gt, SubjectSpec(**ctx.subjects)))
             if ctx.sod:
                 values, e_curve, f_curve = _sod_scorer().image(prob_u8, gt)
                 row.update(values)
                 row["sod_curves"] = (e_curve, f_curve)
         else:
-            row.update({k: float("nan") for k in CORE_IMAGE_METRICS + (SOD_IMAGE_METRICS if ctx.sod else ())})
+            row.update({k: float("nan") for k in CORE_IMAGE_METRICS + SUBJECT_METRICS + (SOD_IMAGE_METRICS if ctx.sod else ())})
         row["confidence"] = proxy_confidence(prob) if conf is None else conf
         row["notes"] = notes
         atomic_write_bytes(Path(ctx.out_dir) / "predictions" / "masks" / f"{s['sample_key']}.png", encode_png(prob_u8))
@@ -198,6 +202,7 @@ def score(
     seed: int = 0,
     progress: bool = True,
     sod: bool = False,
+    subjects: SubjectSpec = SubjectSpec(),
 ) -> ScoreResult:
     """Score ``release`` on ``dataset`` into the folder ``out`` and the catalog.
 
@@ -215,6 +220,8 @@ def score(
         sod: also compute the salient-object benchmark set (:mod:`evalhub.sod`, PySODMetrics):
             per image S-measure, weighted F, adaptive and mean E- and F-measure, and per dataset
             max and mean E- and F-measure (``summary["sod"]``); about 19 ms more per ECSSD photo.
+        subjects: how prediction and truth split into subjects for Panoptic Quality
+            (:mod:`evalhub.subjects`); the dataset-level PQ, SQ, RQ are in ``summary["subjects"]``.
 
     Raises:
         KeyError: unknown release or dataset.
@@ -232,6 +239,7 @@ def score(
         "boundary_tolerance": bound_th, "boundary_iou_dilation_ratio": dilation_ratio,
         "target_precision": target_precision, "min_n": min_n, "n_boot": n_boot, "seed": seed,
         "threshold": rel["threshold"], "intersections": intersections, "allow_missing": allow_missing, "sod": sod,
+        "subjects": {"min_area": subjects.min_area, "opening": subjects.opening, "connectivity": subjects.connectivity},
     }
     try:
         ensure_folder(out)
@@ -331,7 +339,8 @@ def _score_locked(engine: Any, rel: dict[str, Any], ds: dict[str, Any], samples:
     encoding = (rel["manifest"] or {}).get("encoding", "probability") if rel["kind"] == "predictions" else "probability"
     ctx = ScoreContext(ds["root"], rel["kind"], rel["path"], rel["manifest"], files, confidences, bound_th, dilation_ratio,
                        str(out), onnx_threads=onnx_threads, encoding=encoding,
-                       mask_encoding=(ds["info"] or {}).get("mask_encoding", "0-255"), sod=settings["sod"])
+                       mask_encoding=(ds["info"] or {}).get("mask_encoding", "0-255"), sod=settings["sod"],
+                       subjects=settings["subjects"])
     bs = (rel["manifest"] or {}).get("batch_size", 8) if rel["kind"] == "onnx" else 8
     batches = [samples[i : i + bs] for i in range(0, len(samples), bs)]
     units = [("evalhub.score_batch", c) for c in chunk(batches, workers, per_worker=4, max_size=8)]
@@ -397,6 +406,8 @@ def _score_locked(engine: Any, rel: dict[str, Any], ds: dict[str, Any], samples:
         "calibration": calibration_report(table["confidence"].to_numpy(), table["acceptable"].to_numpy(), rel["threshold"], target_precision),
         "slicing": slice_table(table, intersections=intersections, min_n=min_n, n_boot=n_boot, seed=seed),
         "sod": curves.summary() if curves is not None else None,
+        "subjects": {"spec": settings["subjects"], "pooled": pooled_quality(pos["subjects_matched"], pos["subjects_pred"],
+                                                                             pos["subjects_true"], pos["subjects_iou_sum"])},
         "quarantine": quarantine,
         "missing": missing,
         "warnings": warnings,
