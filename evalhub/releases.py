@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from evalhub.calibration import check_confidences
+from evalhub.upsample import UpsampleSpec, upsample
 from synth.io import BadInput, open_image
 
 
@@ -64,6 +65,8 @@ class ReleaseManifest(_Strict):
     with ``softmax``, channel 1 = subject). ``outputs.confidence``: ``(N,)`` or ``(N, 1)`` (or
     ``(N, 2)`` with ``softmax``); omit it and the proxy of :func:`proxy_confidence` is used and
     marked as a proxy in every report. ``threshold``: the gate accepts ``confidence >= threshold``.
+    ``upsample``: how the map is brought to the photo's size (:mod:`evalhub.upsample`: ``bilinear``,
+    ``guided`` with ``radius`` and ``eps``, or ``matting``).
     """
 
     version: str
@@ -72,6 +75,7 @@ class ReleaseManifest(_Strict):
     threshold: float = Field(0.5, ge=0, le=1)
     batch_size: int = Field(8, ge=1)
     description: str | None = None
+    upsample: UpsampleSpec = Field(default_factory=UpsampleSpec, description="how the map reaches the photo's size (evalhub.upsample)")
 
     @field_validator("outputs")
     @classmethod
@@ -334,8 +338,7 @@ class OnnxRelease:
             # the valid window in output coordinates (outputs may be smaller than inputs)
             sy, sx = mh / ih, mw / iw
             win = m[int(round(top * sy)) : int(round((top + nh) * sy)), int(round(left * sx)) : int(round((left + nw) * sx))]
-            prob = cv2.resize(win, (im.shape[1], im.shape[0]), interpolation=cv2.INTER_LINEAR)
-            out.append((np.clip(prob, 0, 1, out=prob), None if c is None else float(c)))
+            out.append((upsample(win, im, self.manifest.upsample), None if c is None else float(c)))
         return out
 
 
