@@ -291,6 +291,39 @@ def compare_cmd(
     typer.echo(f"comparison written to {path}")
 
 
+@app.command("calibrate")
+def calibrate_cmd(
+    run: Path = typer.Argument(..., help="a run of the release on its calibration set"),
+    method: str = typer.Option("isotonic", "--method", help="platt, temperature or isotonic"),
+    folds: int = typer.Option(5, "--folds", min=2, help="cross-fitting folds for the out-of-sample numbers"),
+    target_precision: float = typer.Option(0.95, "--target-precision", min=0.0, max=1.0,
+                                           help="precision the new threshold must reach among accepted images"),
+    n_boot: int = typer.Option(1000, "--n-boot", min=100, help="bootstrap resamples for the threshold's CI"),
+    seed: int = typer.Option(0, "--seed"),
+    database_url: Optional[str] = DB_OPT,
+) -> None:
+    """Fit a gate calibrator (score -> P(acceptable)) on a run and store it as a new revision of the
+    run's release; scoring and lift apply it."""
+    import db
+    from evalhub.gate import METHODS, calibrate_release
+    from evalhub.runs import RunNotFound
+
+    if method not in METHODS:
+        _fail(f"--method must be one of {', '.join(METHODS)}, got {method!r}")
+    try:
+        res = calibrate_release(db.connect(database_url), run, method, folds, target_precision, n_boot, seed)
+    except (RunNotFound, ValueError, ArithmeticError, KeyError) as exc:
+        _fail(str(exc).strip("'\""))
+    b, a = res.before, res.after
+    typer.echo(f"{res.release}: {method} calibration of {res.base} on {res.n} images ({res.n_acceptable} acceptable), {folds}-fold cross-fitted")
+    typer.echo(f"  ECE   {b['ece']:.4f} -> {a['ece']:.4f}   Brier {b['brier']:.4f} -> {a['brier']:.4f}   AURC {b['aurc']:.4f} -> {a['aurc']:.4f}")
+    if res.threshold is None:
+        typer.echo(f"  no calibrated threshold reaches precision {res.target_precision}; the old threshold is kept")
+    else:
+        ci = f" [{res.threshold_ci[0]:.4f}, {res.threshold_ci[1]:.4f}]" if res.threshold_ci else ""
+        typer.echo(f"  threshold for precision {res.target_precision}: {res.threshold:.4f}{ci} (calibrated scale)")
+
+
 @app.command("report")
 def report_cmd(
     run: Path = typer.Argument(..., help="run folder"),

@@ -66,7 +66,8 @@ class ReleaseManifest(_Strict):
     ``(N, 2)`` with ``softmax``); omit it and the proxy of :func:`proxy_confidence` is used and
     marked as a proxy in every report. ``threshold``: the gate accepts ``confidence >= threshold``.
     ``upsample``: how the map is brought to the photo's size (:mod:`evalhub.upsample`: ``bilinear``,
-    ``guided`` with ``radius`` and ``eps``, or ``matting``).
+    ``guided`` with ``radius`` and ``eps``, or ``matting``). ``calibration``: the gate calibrator
+    ``evalhub calibrate`` fitted (:mod:`evalhub.gate`); scoring and ``evalhub lift`` apply it.
     """
 
     version: str
@@ -76,6 +77,7 @@ class ReleaseManifest(_Strict):
     batch_size: int = Field(8, ge=1)
     description: str | None = None
     upsample: UpsampleSpec = Field(default_factory=UpsampleSpec, description="how the map reaches the photo's size (evalhub.upsample)")
+    calibration: dict[str, Any] | None = Field(None, description="gate calibrator written by `evalhub calibrate` (evalhub.gate)")
 
     @field_validator("outputs")
     @classmethod

@@ -31,6 +31,7 @@ from evalhub import metrics as M
 from evalhub import registry as R
 from evalhub.calibration import calibration_report, check_confidences
 from evalhub.datasets import read_alpha, read_mask, read_trimap
+from evalhub.gate import release_calibrator
 from evalhub.releases import PROXY_DESCRIPTION, OnnxRelease, ReleaseManifest, proxy_confidence, read_probability, scan_predictions, write_confidences
 from evalhub.slicing import ATTR_PREFIX, MIN_N, slice_table
 from evalhub.stats import N_BOOT, bootstrap_mean
@@ -372,8 +373,13 @@ def _score_locked(engine: Any, rel: dict[str, Any], ds: dict[str, Any], samples:
                 curves.add(*r.pop("sod_curves"))
     try:
         check_confidences([r["confidence"] for r in rows], [r["sample_key"] for r in rows], what=f"release {release!r} confidence")
+        calibrator = release_calibrator(rel["manifest"])
     except ValueError as exc:
         raise ScoreError(str(exc)) from None
+    if calibrator is not None:  # the gate's raw score becomes P(acceptable)
+        raw = np.array([r["confidence"] for r in rows], np.float64)
+        for r, c, p in zip(rows, raw, calibrator.apply(raw)):
+            r["raw_confidence"], r["confidence"] = float(c), float(p)
 
     by_key = {s["sample_key"]: s for s in samples}
     attr_names = sorted({a for s in samples for a in s["attributes"]})
@@ -397,6 +403,7 @@ def _score_locked(engine: Any, rel: dict[str, Any], ds: dict[str, Any], samples:
     summary = {
         "release": {k: rel[k] for k in ("name", "revision", "kind", "version", "path", "threshold", "confidence_proxy")},
         "confidence_proxy": PROXY_DESCRIPTION if rel["confidence_proxy"] else None,
+        "gate_calibration": {k: v for k, v in ((rel["manifest"] or {}).get("calibration") or {}).items() if k != "params"} or None,
         "dataset": {"name": ds["name"], "revision": ds["revision"], "kind": ds["kind"], "root": ds["root"], "provenance": ds["provenance"],
                     "mask_encoding": ctx.mask_encoding},
         "settings": settings,
