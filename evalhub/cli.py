@@ -291,6 +291,34 @@ def compare_cmd(
     typer.echo(f"comparison written to {path}")
 
 
+@app.command("lift")
+def lift_cmd(
+    release: str = typer.Option(..., "--release", help="an ONNX release (name or name@N)"),
+    photos: Path = typer.Option(..., "--photos", help="folder of photos"),
+    out: Path = typer.Option(..., "--out", help="folder for the cut-outs and sidecars"),
+    min_subject_area: float = typer.Option(0.005, "--min-subject-area", min=0.0, max=1.0, help="smallest subject, as a fraction of the photo"),
+    subject_opening: int = typer.Option(1, "--subject-opening", min=0, help="radius (px) of the opening that cleans the mask"),
+    no_progress: bool = typer.Option(False, "--no-progress"),
+    database_url: Optional[str] = DB_OPT,
+) -> None:
+    """Run a release on photos: the gate's decision and, when it accepts, one RGBA cut-out per
+    subject at full resolution plus their union, with a JSON sidecar per photo."""
+    import db
+    from evalhub.lift import LiftError, lift
+    from evalhub.releases import ReleaseError
+    from evalhub.subjects import SubjectSpec
+
+    try:
+        res = lift(db.connect(database_url), release, photos, out, subjects=SubjectSpec(min_subject_area, subject_opening),
+                   progress=not no_progress)
+    except (KeyError, LiftError, ReleaseError) as exc:
+        _fail(str(exc).strip("'\""))
+    for f in res.failures:
+        typer.secho(f"not read: {f['photo']}: {f['reason']}", fg=typer.colors.YELLOW, err=True)
+    typer.echo(f"{res.n_photos} photos lifted into {res.out}: {res.n_accepted} accepted by the gate, {res.n_subjects} subject cut-outs; "
+               f"{len(res.failures)} not read")
+
+
 @app.command("calibrate")
 def calibrate_cmd(
     run: Path = typer.Argument(..., help="a run of the release on its calibration set"),
