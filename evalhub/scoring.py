@@ -155,6 +155,10 @@ def score_batch(ctx: ScoreContext, batch: list[dict[str, Any]]) -> list[dict[str
         if s["has_subject"]:
             row.update(M.image_metrics(prob, gt, alpha, trimap, ctx.bound_th, ctx.dilation_ratio))
             row.update(subject_metrics(prob >= 0.5, gt, SubjectSpec(**ctx.subjects)))
+            # pixel counts for the pooled (all pixels of the dataset as one) numbers; exact integers
+            pred_px = int(round(row["pred_area_fraction"] * gt.size))
+            row.update({"pred_px": pred_px, "true_px": int(cv2.countNonZero(gt.view(np.uint8))),
+                        "tp_px": int(round(row["precision"] * pred_px)) if pred_px else 0})
             if ctx.sod:
                 values, e_curve, f_curve = _sod_scorer().image(prob_u8, gt)
                 row.update(values)
@@ -413,6 +417,7 @@ def _score_locked(engine: Any, rel: dict[str, Any], ds: dict[str, Any], samples:
         "calibration": calibration_report(table["confidence"].to_numpy(), table["acceptable"].to_numpy(), rel["threshold"], target_precision),
         "slicing": slice_table(table, intersections=intersections, min_n=min_n, n_boot=n_boot, seed=seed),
         "sod": curves.summary() if curves is not None else None,
+        "pooled": pooled_summary(pos, min_n),
         "subjects": {"spec": settings["subjects"], "pooled": pooled_quality(pos["subjects_matched"], pos["subjects_pred"],
                                                                              pos["subjects_true"], pos["subjects_iou_sum"])},
         "quarantine": quarantine,
@@ -426,6 +431,41 @@ def _score_locked(engine: Any, rel: dict[str, Any], ds: dict[str, Any], samples:
                           [m for m in R.IMAGE_METRICS if m in table.columns])
     write_marker(out, Marker("run", "evalhub score", settings, "complete"))
     return ScoreResult(out, table, summary, run_id, quarantine)
+
+
+def _pooled(tp: float, n_pred: float, n_true: float) -> dict[str, float]:
+    union = n_pred + n_true - tp
+    return {"iou": tp / union if union else 1.0, "precision": tp / n_pred if n_pred else 1.0, "recall": tp / n_true if n_true else 1.0}
+
+
+def pooled_summary(pos: pd.DataFrame, min_n: int = MIN_N, top: int = 10) -> dict[str, Any] | None:
+    """What pooling every pixel of the images with a subject would say, next to the per-image means.
+
+    Pooled ``IoU = sum TP / (sum pred + sum true - sum TP)`` over the images (likewise precision
+    and recall), the number a per-pixel evaluation reports; large subjects dominate it, so it
+    hides failures on small ones. Per single-attribute slice with at least ``min_n`` images, the
+    gap ``pooled IoU - mean IoU``; the ``top`` largest gaps are listed.
+
+    Args:
+        pos: the run table's images with a subject, with ``tp_px``, ``pred_px``, ``true_px``.
+    """
+    if pos.empty or "tp_px" not in pos.columns:
+        return None
+
+    def one(df: pd.DataFrame) -> dict[str, float]:
+        return {**_pooled(float(df["tp_px"].sum()), float(df["pred_px"].sum()), float(df["true_px"].sum())),
+                "mean_iou": float(df["iou"].mean()), "mean_precision": float(df["precision"].mean()),
+                "mean_recall": float(df["recall"].mean()), "n": int(len(df))}
+
+    slices = []
+    for col in (c for c in pos.columns if c.startswith(ATTR_PREFIX)):
+        for value, df in pos.groupby(col, dropna=True):
+            if len(df) >= min_n:
+                o = one(df)
+                slices.append({"attribute": col[len(ATTR_PREFIX):], "value": str(value), **o, "gap": o["iou"] - o["mean_iou"]})
+    slices.sort(key=lambda r: -abs(r["gap"]))
+    overall = one(pos)
+    return {"overall": {**overall, "gap": overall["iou"] - overall["mean_iou"]}, "slices": slices[:top]}
 
 
 def _jsonable(obj: Any) -> Any:

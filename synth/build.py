@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from sqlalchemy import select
 from tqdm import tqdm
 
@@ -321,6 +322,7 @@ def _report(recipe: Recipe, plan, records, quarantine: list[QuarantineEntry], hi
             "max_uses_of_one_foreground": max(uses.values(), default=0),
             "occluded": sum(1 for r in pos if r["params"].get("occluded")),
         },
+        "pixels": pixel_shares(records),
         "balance": balance_report(plan.cell_targets, {k: v for k, v in achieved.items() if k is not None}, plan.columns),
         "harmonization": {
             method: {
@@ -344,6 +346,29 @@ def _report(recipe: Recipe, plan, records, quarantine: list[QuarantineEntry], hi
             "foreground_hits": hits[("fg", True)], "foreground_prepared": hits[("fg", False)],
             "background_hits": hits[("bg", True)], "background_prepared": hits[("bg", False)],
         },
+    }
+
+
+SHARE_EDGES = (0.0, 0.01, 0.05, 0.15, 0.35, 0.6, 1.0)
+"""Bins of the foreground pixel share in the build report (the last one closed)."""
+
+
+def pixel_shares(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """How much of the data is subject, per image and pooled: the share of negatives, quantiles
+    and a histogram of each positive's foreground pixel share (``subject_area_fraction``), and
+    the share of all pixels (negatives included) that are foreground. A model trained per pixel
+    sees the pooled share; one judged per image sees the distribution."""
+    shares = np.array([r["subject_area_fraction"] for r in records if r["has_subject"]], float)
+    sizes = np.array([r["height"] * r["width"] for r in records], float)
+    fg_px = sum(r["subject_area_fraction"] * r["height"] * r["width"] for r in records if r["has_subject"])
+    counts, _ = np.histogram(shares, bins=SHARE_EDGES)
+    q = (0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0)
+    return {
+        "negatives_share": round((len(records) - shares.size) / len(records), 4) if records else None,
+        "foreground_share_quantiles": {f"p{int(100 * k)}": round(float(np.quantile(shares, k)), 4) for k in q} if shares.size else None,
+        "foreground_share_mean": round(float(shares.mean()), 4) if shares.size else None,
+        "foreground_share_pooled": round(float(fg_px / sizes.sum()), 4) if records else None,
+        "histogram": [{"from": lo, "to": hi, "n": int(n)} for lo, hi, n in zip(SHARE_EDGES[:-1], SHARE_EDGES[1:], counts)],
     }
 
 

@@ -124,6 +124,17 @@ def report_markdown(rep: dict[str, Any]) -> str:
             lines.append(f"| {cell} | {row['target']} | {row['achieved']} | {row['target_share']:.4f} | {row['achieved_share']:.4f} |")
     else:
         lines.append("No balance columns.")
+    px = rep.get("pixels")
+    if px and px.get("foreground_share_quantiles"):
+        qs = px["foreground_share_quantiles"]
+        lines += ["", "## Foreground pixel share", "",
+                  f"Negatives: {px['negatives_share']:.1%} of the samples. Foreground share of each positive: mean "
+                  f"{px['foreground_share_mean']:.4f}, median {qs['p50']:.4f} (p10 {qs['p10']:.4f}, p90 {qs['p90']:.4f}); "
+                  f"of all pixels, negatives included: {px['foreground_share_pooled']:.4f}. A per-pixel loss sees the "
+                  "pooled share; per-image metrics weigh every image alike.", "",
+                  "| foreground share | positives |", "|---|---:|"]
+        for b in px["histogram"]:
+            lines.append(f"| {b['from']:.0%} - {b['to']:.0%} | {b['n']} |")
     lines += ["", "## Harmonization", "",
               "Light mismatch: how unusual each subject's exposure, white balance and contrast are for the surround it was "
               "pasted in, in standard deviations of real ECSSD photos (RMS z over the four statistics; real photos give "

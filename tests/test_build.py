@@ -73,6 +73,14 @@ def test_small_real_ecssd_build_end_to_end(tmp_path, cache_dir, sqlite_url):
     assert all(c["achieved"] == c["target"] for c in rep["balance"]["cells"])
     h = next(iter(rep["harmonization"].values()))
     assert h["mean_after"] < h["mean_before"]
+    # the pixel shares, from the written masks
+    shares = [(cv2.imread(str(out / r["mask_path"]), cv2.IMREAD_GRAYSCALE) > 0).mean() for r in table if r["has_subject"]]
+    px = rep["pixels"]
+    assert px["negatives_share"] == 0.25 and sum(b["n"] for b in px["histogram"]) == 9
+    assert px["foreground_share_mean"] == pytest.approx(np.mean(shares), abs=1e-4)
+    assert px["foreground_share_pooled"] == pytest.approx(np.sum(shares) / 12, abs=1e-4)
+    assert px["foreground_share_quantiles"]["p50"] == pytest.approx(np.median(shares), abs=1e-4)
+    assert "## Foreground pixel share" in (out / "build_report.md").read_text()
     lock = yaml.safe_load((out / "recipe.lock.yaml").read_text())
     assert lock["recipe"]["seed"] == 11 and "ecssd/0001" in lock["inputs"]["foregrounds"] and lock["versions"]["pymatting"]
     coco = json.loads((out / "coco.json").read_text())

@@ -111,6 +111,19 @@ def test_a_run_reports_subjects_per_image_and_pooled(tmp_path, sqlite_url):
             want = subject_metrics(pred, gt)
             for m in ("pq", "rq", "subject_recall", "false_subjects"):
                 assert t.loc[k, m] == pytest.approx(want[m]), (k, m)
+        # pooling every pixel, straight from the files
+        inter = union = 0
+        for k in ids:
+            gt = read_mask(ECSSD / "masks" / f"{k}.png")
+            pred = cv2.imread(str(tmp_path / "p" / "masks" / f"{k}.png"), cv2.IMREAD_GRAYSCALE) >= 128
+            inter, union = inter + (gt & pred).sum(), union + (gt | pred).sum()
+        po = res.summary["pooled"]["overall"]
+        assert po["iou"] == pytest.approx(inter / union) and po["mean_iou"] == pytest.approx(t["iou"].mean())
+        assert po["gap"] == pytest.approx(inter / union - t["iou"].mean())
+        for sl in res.summary["pooled"]["slices"]:
+            part = t[t["attr_" + sl["attribute"]].astype(str) == sl["value"]]
+            assert sl["n"] == len(part) and sl["mean_iou"] == pytest.approx(part["iou"].mean())
+            assert sl["iou"] == pytest.approx(part["tp_px"].sum() / (part["pred_px"].sum() + part["true_px"].sum() - part["tp_px"].sum()))
         pooled = res.summary["subjects"]["pooled"]
         want = pooled_quality(t["subjects_matched"], t["subjects_pred"], t["subjects_true"], t["subjects_iou_sum"])
         assert pooled == pytest.approx(want)
