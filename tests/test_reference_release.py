@@ -166,3 +166,37 @@ def test_loop_runs_end_to_end_reduced(tmp_path):
 
     camp = campaign_overview(db.connect(f"sqlite:///{out / 'liftlab.db'}"))
     assert [(c["name"], c["items"], c["total"]) for c in camp] == [("demo", 8, 8)]
+
+
+def test_quality_gate_release_equals_its_pytorch_model_and_keeps_the_mask():
+    """liftnet-full-qgate: the ONNX model equals the frozen LiftNet with the quality head written
+    out here (two-layer MLP on the gate features and the four map statistics), and its masks are
+    liftnet-full's."""
+    torch = pytest.importorskip("torch")
+    sys.path.insert(0, str(ROOT / "examples" / "baseline"))
+    from model import LiftNet
+
+    folder = RELEASES / "liftnet-full-qgate"
+    for f in ("model.onnx", "release.yaml", "gate_head.pt", "train_log.json"):
+        assert (folder / f).is_file(), f"{folder / f} is missing"
+    log = yaml.safe_load((folder / "train_log.json").read_text())
+    assert log["validation"]["quality_gate"]["ece"] < log["validation"]["has_subject_gate"]["ece"]
+    base = LiftNet()
+    base.load_state_dict(torch.load(RELEASES / "liftnet-full" / "weights.pt", weights_only=True))
+    base.eval()
+    head = torch.load(folder / "gate_head.pt", weights_only=True)
+    photos = [cv2.cvtColor(cv2.imread(str(ECSSD / "images" / f"{k}.jpg")), cv2.COLOR_BGR2RGB) for k in TEST_IDS]
+    got = OnnxRelease(folder / "model.onnx", load_manifest(folder / "release.yaml"), threads=1).predict(photos)
+    plain = torch_outputs("liftnet-full", photos)
+    man = yaml.safe_load((folder / "release.yaml").read_text())
+    for rgb, (p, c), (p_ref, _) in zip(photos, got, plain):
+        assert np.abs(p - p_ref).max() <= 1e-4  # the mask network is untouched
+        x = cv2.resize(rgb, (256, 256), interpolation=cv2.INTER_AREA).astype(np.float32)
+        x = (x / 255 - np.array(man["input"]["mean"], np.float32)) / np.array(man["input"]["std"], np.float32)
+        with torch.no_grad():
+            mask, _, feats = base.features(torch.from_numpy(x.transpose(2, 0, 1)[None].copy()))
+            q = torch.sigmoid(mask).flatten(1)
+            stats = torch.stack([(q >= 0.5).float().mean(1), (2 * q - 1).abs().mean(1), ((q > 0.1) & (q < 0.9)).float().mean(1), q.mean(1)], 1)
+            h = torch.relu(torch.cat([feats, stats], 1) @ head["0.weight"].T + head["0.bias"])
+            want = torch.sigmoid(h @ head["2.weight"].T + head["2.bias"]).item()
+        assert c == pytest.approx(want, abs=1e-4)

@@ -48,6 +48,12 @@ class LiftNet(nn.Module):
         self.levels = len(widths)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mask, conf, _ = self.features(x)
+        return mask, conf
+
+    def features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(mask logits (N, 1, H, W), gate logit (N, 1), gate features (N, 2 x widths[-1]))``:
+        the gate features are the deepest stage's mean and max over space."""
         size = x.shape[-2:]
         f = self.stem(x)
         feats = [f]
@@ -63,8 +69,8 @@ class LiftNet(nn.Module):
             y = lat if y is None else lat + F.interpolate(y, size=lat.shape[-2:], mode="bilinear", align_corners=False)
             y = self.refine[level](y) * weights[:, level]
         mask = F.interpolate(self.head(y), size=size, mode="bilinear", align_corners=False)
-        conf = self.gate(torch.cat([pooled, deep.amax(dim=(2, 3))], dim=1))
-        return mask, conf
+        gate_in = torch.cat([pooled, deep.amax(dim=(2, 3))], dim=1)
+        return mask, self.gate(gate_in), gate_in
 
 
 def n_parameters(model: nn.Module) -> int:
