@@ -24,6 +24,8 @@ tests it against a per-window least-squares fit, the filter's definition.
 
 from __future__ import annotations
 
+import contextlib
+import io
 from typing import Literal
 
 import cv2
@@ -174,7 +176,8 @@ def matting_upsample(prob: np.ndarray, photo: np.ndarray, band: int = 4, lo: flo
     trimap[unknown > 0] = 0.5
     if not (trimap == 0.5).any() or not (trimap == 1).any() or not (trimap == 0).any():
         return up.astype(np.float32)
-    alpha = estimate_alpha_cf(photo.astype(np.float64) / 255.0, trimap)
+    with contextlib.redirect_stdout(io.StringIO()):  # pymatting prints preconditioner retries
+        alpha = estimate_alpha_cf(photo.astype(np.float64) / 255.0, trimap)
     return np.clip(alpha, 0, 1).astype(np.float32)
 
 

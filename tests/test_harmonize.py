@@ -99,3 +99,29 @@ def test_match_blur_softens_a_sharper_subject():
     out, sigma = harmonize.match_blur(sharp, alpha, soft_bg)
     assert sigma >= 1.0
     assert abs(harmonize.sharpness(out) - harmonize.sharpness(soft_bg)) < abs(harmonize.sharpness(sharp) - harmonize.sharpness(soft_bg))
+
+
+def test_srgb_transfer_functions_stay_within_float32_precision_of_the_numpy_expressions():
+    """The OpenCV power path against the IEC 61966-2-1 expressions as NumPy evaluates them in
+    float32 (the implementation before it), on a dense grid of [0, 1] and a real photo."""
+    import cv2
+
+    from synth.harmonize import linear_to_srgb, srgb_to_linear
+    from tests.conftest import ECSSD
+
+    def s2l(x):
+        return np.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4).astype(np.float32)
+
+    def l2s(x):
+        x = np.clip(x, 0.0, 1.0)
+        return np.where(x <= 0.0031308, 12.92 * x, 1.055 * np.power(x, 1.0 / 2.4) - 0.055).astype(np.float32)
+
+    grid = np.linspace(-0.01, 1.01, 1_000_001, dtype=np.float32)
+    photo = cv2.imread(str(ECSSD / "images" / "0001.jpg"))[..., ::-1].astype(np.float32) / 255
+    for x in (grid, photo):
+        assert np.abs(srgb_to_linear(x) - s2l(x)).max() <= 5e-7
+        assert np.abs(linear_to_srgb(x) - l2s(x)).max() <= 5e-7
+        assert srgb_to_linear(x).dtype == np.float32 and srgb_to_linear(x).shape == x.shape
+    # 8-bit round trip is exact
+    levels = np.arange(256, dtype=np.float32) / 255
+    np.testing.assert_array_equal(np.round(linear_to_srgb(srgb_to_linear(levels)) * 255), np.arange(256))
