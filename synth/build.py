@@ -271,7 +271,7 @@ def _build(recipe: Recipe, out_dir: Path, workers: int | None, executor: str, ra
     (out_dir / "quarantine.json").write_text(json.dumps([q.__dict__ for q in quarantine], indent=2))
     timings["write"] = time.perf_counter() - t
 
-    report = _report(recipe, plan, records, quarantine, hits, out_dir)
+    report = _report(recipe, plan, records, quarantine, hits, out_dir, timings)
     report["contact_sheet"] = write_contact_sheet(out_dir / "contact_sheet.png", out_dir, records)
     dataset_id = None
     if recipe.catalog.enabled:
@@ -294,7 +294,19 @@ def _is_done(out_dir: Path, sample_id: str) -> bool:
     return all((out_dir / folder / f"{sample_id}{ext}").is_file() for folder, ext in OUTPUT_DIRS.values())
 
 
-def _report(recipe: Recipe, plan, records, quarantine: list[QuarantineEntry], hits: Counter, out_dir: Path) -> dict[str, Any]:
+def preparation_rate(hits: Counter, seconds: float | None) -> dict[str, Any]:
+    """The preparation phase's own throughput: inputs prepared (cache misses) and taken from the
+    cache, and prepared inputs per second of the phase (None when everything came from the cache)."""
+    prepared = hits[("fg", False)] + hits[("bg", False)]
+    cached = hits[("fg", True)] + hits[("bg", True)]
+    rate = prepared / seconds if seconds and prepared else None
+    return {"prepared": prepared, "from_cache": cached, "seconds": round(seconds, 3) if seconds is not None else None,
+            "prepared_per_s": round(rate, 2) if rate else None}
+
+
+def _report(recipe: Recipe, plan, records, quarantine: list[QuarantineEntry], hits: Counter, out_dir: Path,
+            timings: dict[str, float] | None = None) -> dict[str, Any]:
+    timings = timings or {}
     pos = [r for r in records if r["has_subject"]]
     achieved = Counter(cell_of(r["attributes"], plan.columns) for r in pos)
     uses = Counter(f for r in pos for f in r["fg_ids"])
@@ -346,6 +358,7 @@ def _report(recipe: Recipe, plan, records, quarantine: list[QuarantineEntry], hi
             "foreground_hits": hits[("fg", True)], "foreground_prepared": hits[("fg", False)],
             "background_hits": hits[("bg", True)], "background_prepared": hits[("bg", False)],
         },
+        "preparation": preparation_rate(hits, timings.get("prepare")),
     }
 
 

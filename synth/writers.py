@@ -163,6 +163,10 @@ def report_markdown(rep: dict[str, Any]) -> str:
     cache = rep["cache"]
     lines += ["", f"Cache: {cache['foreground_hits']} foreground and {cache['background_hits']} background hits, "
               f"{cache['foreground_prepared']} foregrounds and {cache['background_prepared']} backgrounds prepared."]
+    prep = rep.get("preparation")
+    if prep and prep.get("prepared_per_s"):
+        lines.append(f"Preparation: {prep['prepared']} inputs in {prep['seconds']:.2f} s, {prep['prepared_per_s']:.2f} inputs/s "
+                     f"over {rep.get('workers', 1)} worker(s).")
     return "\n".join(lines) + "\n"
 
 

@@ -37,7 +37,7 @@ def tree(out: Path) -> dict[str, bytes]:
 
 def report_without_timings(out: Path) -> dict:
     rep = json.loads((out / "build_report.json").read_text())
-    for k in ("timings_s", "workers", "executor", "out_dir", "cache"):
+    for k in ("timings_s", "workers", "executor", "out_dir", "cache", "preparation"):
         rep.pop(k)
     return rep
 
@@ -81,6 +81,11 @@ def test_small_real_ecssd_build_end_to_end(tmp_path, cache_dir, sqlite_url):
     assert px["foreground_share_pooled"] == pytest.approx(np.sum(shares) / 12, abs=1e-4)
     assert px["foreground_share_quantiles"]["p50"] == pytest.approx(np.median(shares), abs=1e-4)
     assert "## Foreground pixel share" in (out / "build_report.md").read_text()
+    c, prep = rep["cache"], rep["preparation"]
+    assert prep["prepared"] == c["foreground_prepared"] + c["background_prepared"]
+    assert prep["from_cache"] == c["foreground_hits"] + c["background_hits"]
+    if prep["prepared"]:
+        assert prep["prepared_per_s"] == pytest.approx(prep["prepared"] / rep["timings_s"]["prepare"], rel=0.01)
     lock = yaml.safe_load((out / "recipe.lock.yaml").read_text())
     assert lock["recipe"]["seed"] == 11 and "ecssd/0001" in lock["inputs"]["foregrounds"] and lock["versions"]["pymatting"]
     coco = json.loads((out / "coco.json").read_text())
@@ -184,3 +189,24 @@ def test_resume_refuses_a_changed_recipe_finished_or_not(tmp_path, cache_dir):
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(pytest.main([__file__]))
+
+
+def test_a_simulated_multi_node_ray_cluster_builds_identical_bytes(tmp_path, cache_dir):
+    """Three Ray nodes of one CPU each on this machine (ray.cluster_utils.Cluster), sharing the
+    output folder and the cache as a cluster shares a network file system."""
+    ray = pytest.importorskip("ray")
+    from ray.cluster_utils import Cluster
+
+    doc = ecssd_recipe(cache_dir, n_samples=9, catalog={"enabled": False})
+    ref = build(parse_recipe(doc), tmp_path / "local", workers=1, progress=False)
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    try:
+        for _ in range(2):
+            cluster.add_node(num_cpus=1)
+        ray.init(address=cluster.address, log_to_driver=False)
+        assert len([n for n in ray.nodes() if n["Alive"]]) == 3
+        via = build(parse_recipe(doc), tmp_path / "cluster", workers=3, executor="ray", ray_address=cluster.address, progress=False)
+        assert tree(ref.out_dir) == tree(via.out_dir)
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
