@@ -20,6 +20,7 @@ RQ = PQ = 0 and SQ is undefined (NaN, left out of means).
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -29,6 +30,13 @@ import numpy as np
 from evalhub.metrics import euclidean_disk
 
 MATCH_IOU = 0.5
+
+
+@functools.lru_cache(maxsize=8)
+def _disk(r: int) -> np.ndarray:
+    d = euclidean_disk(r)
+    d.flags.writeable = False
+    return d
 
 
 @dataclass(frozen=True)
@@ -90,18 +98,30 @@ def split_subjects(mask: np.ndarray, spec: SubjectSpec = SubjectSpec()) -> Subje
     """
     if mask.ndim != 2:
         raise ValueError(f"a mask must be 2-D (H, W), got shape {mask.shape}")
-    m = mask.astype(np.uint8)
-    if spec.opening:
-        m = cv2.morphologyEx(m, cv2.MORPH_OPEN, euclidean_disk(spec.opening), borderType=cv2.BORDER_CONSTANT, borderValue=0)
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=spec.connectivity, ltype=cv2.CV_32S)
+    m = np.ascontiguousarray(mask).view(np.uint8) if mask.dtype == np.bool_ else (mask > 0).view(np.uint8)
+    labels = np.zeros(mask.shape, np.int32)
+    x, y, w, h = cv2.boundingRect(m)
+    if w == 0:
+        return Subjects(labels, np.zeros(0, np.int64), np.zeros((0, 4), np.int64))
+    # the work runs on the mask's box grown by the opening's radius (zero outside it is exact)
+    k = spec.opening
+    y0, y1, x0, x1 = max(0, y - k), min(mask.shape[0], y + h + k), max(0, x - k), min(mask.shape[1], x + w + k)
+    crop = m[y0:y1, x0:x1]
+    if k:
+        crop = cv2.morphologyEx(crop, cv2.MORPH_OPEN, _disk(k), borderType=cv2.BORDER_CONSTANT, borderValue=0)
+    n, part, stats, _ = cv2.connectedComponentsWithStats(crop, connectivity=spec.connectivity, ltype=cv2.CV_32S)
     areas = stats[1:, cv2.CC_STAT_AREA].astype(np.int64)
     min_px = math.ceil(spec.min_area * mask.size)
     keep = np.flatnonzero(areas >= max(1, min_px))
     keep = keep[np.argsort(-areas[keep], kind="stable")]
-    relabel = np.zeros(n, np.int32)
-    relabel[keep + 1] = np.arange(1, len(keep) + 1, dtype=np.int32)
-    boxes = stats[1:, :4][keep].astype(np.int64)
-    return Subjects(relabel[labels], areas[keep], boxes)
+    boxes = stats[1:, :4][keep].astype(np.int64) + np.array([x0, y0, 0, 0], np.int64)
+    if len(keep) == n - 1 and (np.diff(keep) > 0).all():  # already kept and ordered: no relabelling
+        labels[y0:y1, x0:x1] = part
+    else:
+        relabel = np.zeros(n, np.int32)
+        relabel[keep + 1] = np.arange(1, len(keep) + 1, dtype=np.int32)
+        labels[y0:y1, x0:x1] = relabel[part]
+    return Subjects(labels, areas[keep], boxes)
 
 
 @dataclass(frozen=True)
@@ -143,8 +163,12 @@ def match_subjects(pred: Subjects, true: Subjects) -> SubjectMatch:
     if pred.labels.shape != true.labels.shape:
         raise ValueError(f"prediction and truth differ in shape: {pred.labels.shape} vs {true.labels.shape}")
     kp, kt = pred.n + 1, true.n + 1
-    both = (pred.labels > 0) | (true.labels > 0)
-    joint = np.bincount(pred.labels[both].astype(np.int64) * kt + true.labels[both], minlength=kp * kt).reshape(kp, kt)
+    if pred.n == 0 or true.n == 0:
+        return SubjectMatch(np.zeros(0), np.zeros((0, 2), np.int64), pred.n, true.n)
+    pair = pred.labels.astype(np.int64).ravel()
+    pair *= kt
+    pair += true.labels.ravel()
+    joint = np.bincount(pair, minlength=kp * kt).reshape(kp, kt)
     inter = joint[1:, 1:].astype(np.float64)
     union = pred.areas[:, None] + true.areas[None, :] - inter
     iou = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
