@@ -34,6 +34,9 @@ from db.models import Assignment, Campaign, CampaignItem, Dataset, Rater, RaterS
 
 ROLES = ("rater", "admin")
 SESSION_HOURS = float(os.environ.get("LIFTLAB_SESSION_HOURS", "8"))
+IDLE_MINUTES = float(os.environ.get("LIFTLAB_SESSION_IDLE_MINUTES", "30"))
+"""A session ends after this long without a request (each request slides the deadline), and in
+any case ``SESSION_HOURS`` after the login."""
 COMPLETENESS = ("whole", "partly", "no")
 LEAK = ("none", "minor", "major")
 ARTIFACTS = ("holes", "halo", "missing_thin", "extra_object")
@@ -242,8 +245,9 @@ def login(engine: Engine, name: str, password: str, hours: float | None = None, 
         THROTTLE.succeeded(keys)
         token = secrets.token_urlsafe(32)
         now = _now()
+        life = timedelta(hours=SESSION_HOURS if hours is None else hours)
         s.add(RaterSession(token_hash=_token_hash(token), rater_id=r.id, created_at=now,
-                           expires_at=now + timedelta(hours=SESSION_HOURS if hours is None else hours), revoked=False))
+                           expires_at=now + min(life, timedelta(minutes=IDLE_MINUTES)), revoked=False))
         return token
 
 
@@ -256,20 +260,30 @@ def logout(engine: Engine, token: str | None) -> None:
 
 
 def _principal(conn, token: str | None) -> Principal:
+    """The caller behind ``token``; a valid session's idle deadline moves to ``now + IDLE_MINUTES``
+    (capped at ``SESSION_HOURS`` after the login), written at most once a minute."""
     if not token:
         raise AccessDenied("not logged in")
     row = conn.execute(
-        select(RaterSession.revoked, RaterSession.expires_at, Rater.id, Rater.name, Rater.role, Rater.active)
+        select(RaterSession.id.label("session_id"), RaterSession.revoked, RaterSession.created_at, RaterSession.expires_at,
+               Rater.id, Rater.name, Rater.role, Rater.active)
         .join(Rater, Rater.id == RaterSession.rater_id).where(RaterSession.token_hash == _token_hash(token))
     ).first()
     if row is None:
         raise AccessDenied("unknown session: log in again")
     if row.revoked:
         raise AccessDenied("session ended: log in again")
-    if _aware(row.expires_at) <= _now():
+    now = _now()
+    expires = _aware(row.expires_at)
+    if expires <= now:
         raise AccessDenied("session expired: log in again")
     if not row.active:
         raise AccessDenied(f"account {row.name!r} is disabled")
+    cap = _aware(row.created_at) + timedelta(hours=SESSION_HOURS)
+    slid = min(cap, now + timedelta(minutes=IDLE_MINUTES))
+    if slid - expires > timedelta(minutes=1):
+        conn.execute(update(RaterSession).where(RaterSession.id == row.session_id).values(expires_at=slid))
+        conn.commit()
     return Principal(row.id, row.name, row.role)
 
 

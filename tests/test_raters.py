@@ -614,3 +614,31 @@ def test_csv_exports_neutralise_spreadsheet_formulas(tmp_path):
     out = neutralize_formulas(frame)
     assert out["comment"].tolist()[:5] == ["'=HYPERLINK(\"http://x\",\"y\")", "'+1", "'-2", "'@SUM(A1)", "plain"]
     assert out["overall"].tolist() == [1, 2, 3, 4, 5, 1] and frame["comment"][0].startswith("=")
+
+
+def test_sessions_end_when_idle_and_at_the_cap(sqlite_url, monkeypatch):
+    from datetime import datetime, timedelta, timezone
+
+    import db
+
+    e = db.connect(sqlite_url)
+    S.add_user(e, "ivy", "correct horse", "rater")
+    clock = [datetime(2026, 1, 1, 9, 0, tzinfo=timezone.utc)]
+    monkeypatch.setattr(S, "_now", lambda: clock[0])
+    t = S.login(e, "ivy", "correct horse")
+    for minutes in (29, 29, 29):  # every request moves the idle deadline on
+        clock[0] += timedelta(minutes=minutes)
+        assert S.authenticate(e, t).name == "ivy"
+    clock[0] += timedelta(minutes=S.IDLE_MINUTES + 1)
+    with pytest.raises(S.AccessDenied, match="expired"):
+        S.authenticate(e, t)
+    # an active session still ends SESSION_HOURS after the login
+    t = S.login(e, "ivy", "correct horse")
+    start = clock[0]
+    while clock[0] + timedelta(minutes=20) < start + timedelta(hours=S.SESSION_HOURS):
+        clock[0] += timedelta(minutes=20)
+        S.authenticate(e, t)
+    clock[0] = start + timedelta(hours=S.SESSION_HOURS, seconds=1)
+    with pytest.raises(S.AccessDenied, match="expired"):
+        S.authenticate(e, t)
+    e.dispose()
