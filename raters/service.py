@@ -13,6 +13,7 @@ command line, which runs with the catalog's own credentials.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import logging
 import os
@@ -595,4 +596,33 @@ def results(engine: Engine, token: str | None, campaign: str, n_boot: int = 1000
     require_admin(engine, token)
     from raters.results import campaign_results
 
-    return campaign_results(engine, campaign, n_boot=n_boot, seed=seed)
+    key = (str(engine.url), campaign, n_boot, seed, _results_state(engine, campaign))
+    cached = _RESULTS.get(key)
+    if cached is None:
+        cached = _RESULTS[key] = campaign_results(engine, campaign, n_boot=n_boot, seed=seed)
+        while len(_RESULTS) > 32:  # a small bound: the oldest entries go first
+            _RESULTS.pop(next(iter(_RESULTS)))
+    return copy.deepcopy(cached)
+
+
+_RESULTS: dict[tuple[Any, ...], dict[str, Any]] = {}
+"""Computed results by campaign and what they were computed from (see :func:`_results_state`)."""
+
+
+def _results_state(engine: Engine, campaign: str) -> tuple[int, int, int, int]:
+    """What a campaign's results depend on: its ratings (count and newest id; ratings are never
+    edited) and its assignments (count and how many are done). Results are recomputed only when
+    this changes, not on every page rerun.
+
+    Raises:
+        NotFound: no such campaign.
+    """
+    with engine.connect() as conn:
+        cid = conn.execute(select(Campaign.id).where(Campaign.name == campaign)).scalar()
+        if cid is None:
+            raise NotFound(f"campaign {campaign!r} does not exist")
+        n_r, last = conn.execute(select(func.count(Rating.id), func.max(Rating.id)).join(CampaignItem, CampaignItem.id == Rating.item_id)
+                                 .where(CampaignItem.campaign_id == cid)).one()
+        n_a, n_done = conn.execute(select(func.count(Assignment.id), func.count().filter(Assignment.done.is_(True)))
+                                   .join(CampaignItem, CampaignItem.id == Assignment.item_id).where(CampaignItem.campaign_id == cid)).one()
+    return int(n_r), int(last or 0), int(n_a), int(n_done)

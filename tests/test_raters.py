@@ -642,3 +642,24 @@ def test_sessions_end_when_idle_and_at_the_cap(sqlite_url, monkeypatch):
     with pytest.raises(S.AccessDenied, match="expired"):
         S.authenticate(e, t)
     e.dispose()
+
+
+def test_results_are_computed_once_per_change(world, monkeypatch):
+    import raters.results as RR
+
+    e = world["engine"]
+    pw = add_raters(e, ["c1"], admin="boss-c")
+    create_campaign(e, "cached", [world["runs"]["eroded"]], 3, 1, raters=["c1"], seed=13)
+    boss, t = S.login(e, "boss-c", pw["boss-c"]), S.login(e, "c1", pw["c1"])
+    calls = []
+    real = RR.campaign_results
+    monkeypatch.setattr(RR, "campaign_results", lambda *a, **k: calls.append(1) or real(*a, **k))
+    first = S.results(e, boss, "cached", n_boot=100)
+    again = S.results(e, boss, "cached", n_boot=100)
+    assert len(calls) == 1 and again == first and again is not first  # a copy: callers cannot alter the cache
+    item = S.next_item(e, t)
+    S.submit(e, t, item["assignment_id"], SINGLE, seconds=2)
+    after = S.results(e, boss, "cached", n_boot=100)
+    assert len(calls) == 2 and after["n_ratings"] == first["n_ratings"] + 1
+    with pytest.raises(S.NotFound, match="'nope'"):
+        S.results(e, boss, "nope")
