@@ -258,7 +258,8 @@ class CampaignItem(Base):
 
 class Assignment(Base):
     """One item for one rater, at ``position`` in that rater's (randomised) queue. Unique per
-    (item, rater): nobody rates an item twice."""
+    (item, rater): nobody rates an item twice. ``problem``: the rater skipped the item and said
+    why (``problem_at`` when); it is then done without a rating."""
 
     __tablename__ = "assignments"
     __table_args__ = (UniqueConstraint("item_id", "rater_id", name="uq_assignment_item_rater"),)
@@ -268,6 +269,8 @@ class Assignment(Base):
     rater_id: Mapped[int] = mapped_column(ForeignKey("raters.id", ondelete="RESTRICT"), nullable=False, index=True)
     position: Mapped[int] = mapped_column(Integer, nullable=False)
     done: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    problem: Mapped[str | None] = mapped_column(Text, nullable=True)
+    problem_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 class Rating(Base):

@@ -145,13 +145,15 @@ def rate_page(token: str) -> None:
         return
     st.caption(f"{md_escape(item['campaign'])}: item {item['done'] + 1} of {item['total']}")
     rgb = _read_rgb(item["image"])
-    if rgb is None:
-        st.error(f"photo {item['image']} cannot be read; tell an admin")
+    if rgb is None:  # never show the server's path: the rater can skip, the admin sees the report
+        st.error("This item's photo cannot be shown.")
+        _skip_button(token, item, "the photo cannot be shown")
         return
     if item["kind"] == "ab":
         a, b = _read_alpha(item["prediction_a"]), _read_alpha(item["prediction_b"])
         if a is None or b is None:
-            st.error("a prediction of this item cannot be read; tell an admin")
+            st.error("A cut-out of this item cannot be shown.")
+            _skip_button(token, item, "a cut-out cannot be shown")
             return
         h, w = rgb.shape[:2]
         st.image(rgb, caption="photo", width="stretch")
@@ -165,10 +167,15 @@ def rate_page(token: str) -> None:
     else:
         alpha = _read_alpha(item["prediction"])
         if alpha is None:
-            st.error(f"prediction {item['prediction']} cannot be read; tell an admin")
+            st.error("This item's cut-out cannot be shown.")
+            _skip_button(token, item, "the cut-out cannot be shown")
             return
         _show_single(item, rgb, alpha)
         answer = _single_form(item)
+    with st.expander("Report a problem with this item"):
+        reason = st.text_input("What is wrong?", key=f"problem_{item['assignment_id']}")
+        if st.button("Skip this item and report it", key=f"report_{item['assignment_id']}"):
+            _report(token, item, reason)
     if answer is None:
         return
     try:
@@ -188,6 +195,25 @@ def rate_page(token: str) -> None:
     for q in ("q_overall", "q_edge", "q_completeness", "q_leak", "q_artifacts", "q_use", "q_comment", "q_choice", "q_reasons", "q_ab_comment"):
         st.session_state.pop(f"{q}_{item['assignment_id']}", None)
     st.rerun()
+
+
+def _report(token: str, item: dict, reason: str) -> None:
+    try:
+        res = S.report_problem(engine(), token, item["assignment_id"], reason)
+    except ValueError as exc:
+        st.error(str(exc))
+        return
+    st.session_state["notice"] = "Thank you: the item was skipped and an admin will look at it."
+    st.session_state["current"] = res["next"]
+    st.session_state["shown_at"] = time.monotonic()
+    if res["next"] is None:
+        st.session_state["queue_done"] = True
+    st.rerun()
+
+
+def _skip_button(token: str, item: dict, reason: str) -> None:
+    if st.button("Skip this item and report it", key=f"skip_{item['assignment_id']}"):
+        _report(token, item, reason)
 
 
 def answers_page(token: str) -> None:
@@ -228,6 +254,12 @@ def quality_page(token: str) -> None:
     st.dataframe(pd.DataFrame([{"question": k, "alpha": v} for k, v in res["krippendorff_alpha"].items()]), hide_index=True)
     st.subheader("Time-on-task outliers (modified z > 3.5)")
     st.dataframe(pd.DataFrame(res["time_on_task"]["outliers"]), hide_index=True)
+    st.subheader("Problems raters reported (skipped items)")
+    reported = S.problems(engine(), token, name)
+    if reported:
+        st.dataframe(pd.DataFrame(reported), hide_index=True)
+    else:
+        st.caption("None.")
 
 
 def results_page(token: str) -> None:

@@ -365,7 +365,7 @@ def validate_answer(kind: str, answer: dict[str, Any]) -> SingleAnswer | ABAnswe
 _RunA, _RunB, _RunLeft = aliased(Run), aliased(Run), aliased(Run)
 
 _QUEUE = (
-    select(Assignment.id.label("assignment_id"), Campaign.name.label("campaign"), Campaign.kind, Campaign.run_a_id,
+    select(Assignment.id.label("assignment_id"), Campaign.id.label("campaign_id"), Campaign.name.label("campaign"), Campaign.kind, Campaign.run_a_id,
            Campaign.run_b_id, CampaignItem.left_run_id, Sample.sample_key, Sample.image_path, Dataset.root,
            _RunA.path.label("path_a"), _RunB.path.label("path_b"))
     .join(CampaignItem, CampaignItem.id == Assignment.item_id)
@@ -384,8 +384,10 @@ def _next_for(conn, rater_id: int) -> dict[str, Any] | None:
     ).first()
     if row is None:
         return None
-    done, total = conn.execute(
-        select(func.count().filter(Assignment.done.is_(True)), func.count()).where(Assignment.rater_id == rater_id)
+    done, total = conn.execute(  # progress within the item's own campaign ("12 of 30")
+        select(func.count().filter(Assignment.done.is_(True)), func.count())
+        .join(CampaignItem, CampaignItem.id == Assignment.item_id)
+        .where(Assignment.rater_id == rater_id, CampaignItem.campaign_id == row.campaign_id)
     ).one()
     mask = f"predictions/masks/{row.sample_key}.png"
     view = {"assignment_id": row.assignment_id, "campaign": row.campaign, "kind": row.kind, "sample_key": row.sample_key,
@@ -403,7 +405,8 @@ def next_item(engine: Engine, token: str | None) -> dict[str, Any] | None:
 
     Returns:
         ``{assignment_id, campaign, kind, sample_key, image, prediction | prediction_a/_b, done,
-        total}``; paths are absolute. The same call returns the same item until it is answered, so
+        total}``; paths are absolute; ``done`` and ``total`` count the caller's items of that
+        campaign (a skipped item counts as done). The same call returns the same item until it is answered, so
         a page rerun never swaps the item under the rater.
 
     Raises:
@@ -477,6 +480,67 @@ def submit(engine: Engine, token: str | None, assignment_id: int, answer: dict[s
         ValueError: an invalid answer (fields named) or negative seconds.
     """
     return _store(engine, authenticate(engine, token), assignment_id, answer, seconds)
+
+
+MAX_PROBLEM = 500
+
+
+def report_problem(engine: Engine, token: str | None, assignment_id: int, reason: str) -> dict[str, Any]:
+    """Skip one of the caller's items, saying why (a photo that cannot be shown, a broken cut-out,
+    anything else). The item leaves the queue without a rating; admins see the report
+    (:func:`problems`). Repeating it changes nothing.
+
+    Returns:
+        ``{"reported": bool (False when it was already reported), "next": the next item or None}``.
+
+    Raises:
+        AccessDenied: not logged in, or the assignment is another rater's.
+        NotFound: no such assignment.
+        ValueError: an empty or too long reason, control characters, or the item is already
+            answered (its rating stands).
+    """
+    p = authenticate(engine, token)
+    why = (clean_text(reason, "reason", MAX_PROBLEM) or "").strip()
+    if not why:
+        raise ValueError("reason: say what is wrong with the item")
+    with engine.begin() as conn:
+        row = conn.execute(select(Assignment.rater_id, Assignment.problem, Rating.id.label("rating_id"))
+                           .outerjoin(Rating, Rating.assignment_id == Assignment.id).where(Assignment.id == assignment_id)).first()
+        if row is None:
+            raise NotFound(f"assignment {assignment_id} does not exist")
+        if row.rater_id != p.id:
+            raise AccessDenied(f"assignment {assignment_id} belongs to another rater")
+        if row.rating_id is not None:
+            raise ValueError(f"assignment {assignment_id} is already answered; its rating stands")
+        reported = row.problem is None
+        if reported:
+            conn.execute(update(Assignment).where(Assignment.id == assignment_id).values(done=True, problem=why, problem_at=_now()))
+        nxt = _next_for(conn, p.id)
+    return {"reported": reported, "next": nxt}
+
+
+def problems(engine: Engine, token: str | None, campaign: str) -> list[dict[str, Any]]:
+    """The problems raters reported on a campaign's items (admins only), newest first.
+
+    Returns:
+        ``[{"assignment_id", "rater", "sample_key", "problem", "reported_at"}]``.
+
+    Raises:
+        AccessDenied: not an admin. NotFound: no such campaign.
+    """
+    require_admin(engine, token)
+    with engine.connect() as conn:
+        cid = conn.execute(select(Campaign.id).where(Campaign.name == campaign)).scalar()
+        if cid is None:
+            raise NotFound(f"campaign {campaign!r} does not exist")
+        rows = conn.execute(
+            select(Assignment.id, Rater.name, Sample.sample_key, Assignment.problem, Assignment.problem_at)
+            .join(CampaignItem, CampaignItem.id == Assignment.item_id).join(Sample, Sample.id == CampaignItem.sample_id)
+            .join(Rater, Rater.id == Assignment.rater_id)
+            .where(CampaignItem.campaign_id == cid, Assignment.problem.is_not(None)).order_by(Assignment.problem_at.desc(), Assignment.id)
+        ).all()
+    return [{"assignment_id": r[0], "rater": r[1], "sample_key": r[2], "problem": r[3], "reported_at": _aware(r[4]).isoformat()}
+            for r in rows]
 
 
 def submit_and_next(engine: Engine, token: str | None, assignment_id: int, answer: dict[str, Any],

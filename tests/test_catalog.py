@@ -21,7 +21,7 @@ def test_migrations_create_the_schema(catalog_url):
     assert {"datasets", "dataset_attributes", "samples", "sample_attributes", "releases", "runs", "scores", "raters",
             "rater_sessions", "campaigns", "campaign_items", "assignments", "ratings", "metric_values", "alembic_version"} <= tables
     with engine.connect() as c:
-        assert c.execute(text("select version_num from alembic_version")).scalar() == "0004"
+        assert c.execute(text("select version_num from alembic_version")).scalar() == "0005"
     db.connect(catalog_url)  # idempotent
 
 

@@ -151,3 +151,28 @@ def test_markdown_in_a_user_name_is_shown_literally(world, monkeypatch):
     at = log_in(app(world, monkeypatch), "**boss**[x](http://evil)", pw["**boss**[x](http://evil)"])
     shown = at.sidebar.markdown[0].value
     assert shown == "Logged in as **\\*\\*boss\\*\\*\\[x\\]\\(http\\://evil\\)** (rater)", shown
+
+
+def test_a_photo_that_cannot_be_shown_is_skipped_and_reported_without_a_server_path(world, monkeypatch):
+    import synth.io
+    from synth.io import BadInput
+
+    pw = add_raters(world["engine"], ["lost"], admin=None)
+    create_campaign(world["engine"], "lost", [world["runs"]["good"]], 2, 1, raters=["lost"], seed=4)
+    at = log_in(app(world, monkeypatch), "lost", pw["lost"])
+    assert at.caption[0].value.startswith("lost: item 1 of 2")
+
+    def unreadable(path):
+        raise BadInput(path, "missing")
+
+    monkeypatch.setattr(synth.io, "read_rgb", unreadable)
+    at.run()
+    shown = " ".join(e.value for e in at.error)
+    assert "cannot be shown" in shown and "/" not in shown and ".jpg" not in shown  # no server path
+    press(at, "Skip this item and report it")
+    assert "skipped" in at.warning[0].value
+    assert at.caption[0].value.startswith("lost: item 2 of 2")
+    with session_scope(world["engine"]) as s:
+        got = s.scalars(select(Assignment.problem).join(CampaignItem).join(Campaign).where(Campaign.name == "lost",
+                                                                                           Assignment.problem.is_not(None))).all()
+    assert got == ["the photo cannot be shown"]

@@ -663,3 +663,33 @@ def test_results_are_computed_once_per_change(world, monkeypatch):
     assert len(calls) == 2 and after["n_ratings"] == first["n_ratings"] + 1
     with pytest.raises(S.NotFound, match="'nope'"):
         S.results(e, boss, "nope")
+
+
+def test_a_rater_skips_an_item_by_reporting_a_problem_and_admins_see_it(world):
+    e = world["engine"]
+    pw = add_raters(e, ["sk", "other-sk"], admin="boss-sk")
+    create_campaign(e, "skips", [world["runs"]["eroded"]], 3, 2, raters=["sk", "other-sk"], seed=14)
+    t, o, boss = S.login(e, "sk", pw["sk"]), S.login(e, "other-sk", pw["other-sk"]), S.login(e, "boss-sk", pw["boss-sk"])
+    first = S.next_item(e, t)
+    assert (first["done"], first["total"]) == (0, 3)  # progress within this campaign
+    with pytest.raises(ValueError, match="reason"):
+        S.report_problem(e, t, first["assignment_id"], "   ")
+    with pytest.raises(ValueError, match="control characters"):
+        S.report_problem(e, t, first["assignment_id"], "bad\x00photo")
+    with pytest.raises(S.AccessDenied, match="another rater"):
+        S.report_problem(e, o, first["assignment_id"], "not mine")
+    res = S.report_problem(e, t, first["assignment_id"], "the photo does not load")
+    assert res["reported"] and res["next"]["assignment_id"] != first["assignment_id"] and res["next"]["done"] == 1
+    assert S.next_item(e, t) == res["next"]
+    again = S.report_problem(e, t, first["assignment_id"], "twice")
+    assert not again["reported"]
+    nxt = res["next"]
+    S.submit(e, t, nxt["assignment_id"], SINGLE, seconds=1)
+    with pytest.raises(ValueError, match="already answered"):
+        S.report_problem(e, t, nxt["assignment_id"], "too late")
+    listed = S.problems(e, boss, "skips")
+    assert [(p["rater"], p["problem"]) for p in listed] == [("sk", "the photo does not load")]
+    with pytest.raises(S.AccessDenied):
+        S.problems(e, t, "skips")
+    # no rating was made up for the skipped item
+    assert S.results(e, boss, "skips", n_boot=100)["n_ratings"] == 1

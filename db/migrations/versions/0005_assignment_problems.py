@@ -1,0 +1,27 @@
+"""Raters can skip an item by reporting a problem with it (a photo that cannot be shown, a broken
+prediction, anything else): ``assignments`` gains ``problem`` (the rater's reason) and
+``problem_at``. Nothing is deleted or rewritten; both columns are NULL for every existing row.
+
+Revision ID: 0005
+Revises: 0004
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0005"
+down_revision = "0004"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("assignments") as batch:
+        batch.add_column(sa.Column("problem", sa.Text(), nullable=True))
+        batch.add_column(sa.Column("problem_at", sa.DateTime(timezone=True), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("assignments") as batch:
+        batch.drop_column("problem_at")
+        batch.drop_column("problem")
