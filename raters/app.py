@@ -23,6 +23,35 @@ QUESTION_LABELS = {
     "would_use": "Would you use this cut-out?",
 }
 ARTIFACT_LABELS = {"holes": "holes", "halo": "halo", "missing_thin": "missing thin parts", "extra_object": "extra object"}
+RUBRIC = """
+**Overall quality**
+- 1 unusable: the subject is missing or mostly wrong.
+- 2 poor: large errors, such as a missing part or a big piece of background kept.
+- 3 acceptable with visible flaws: it would need touching up.
+- 4 good: small flaws that show only on a close look.
+- 5 perfect: no visible error at full size.
+
+**Edge quality**
+- 1 wrong everywhere: blocky, or far from the subject.
+- 2 many errors: chunks cut off or background fringes along much of the edge.
+- 3 mostly right, with jagged or haloed stretches.
+- 4 clean except for fine detail (hair, fur, see-through parts).
+- 5 clean, fine detail included.
+
+**Completeness.** *Whole*: every part of the subject is in. *Partly*: a part is missing (a limb, an
+ear, thin parts). *No*: most of the subject is missing.
+
+**Background leak.** *None*. *Minor*: a thin fringe or a small patch of background is kept.
+*Major*: a region you notice at first sight is kept.
+
+**Artifacts.** *Holes*: gaps inside the subject. *Halo*: a rim of the old background around the
+edge. *Missing thin parts*: hair, antennae, straps or similar cut off. *Extra object*: another object
+or person is kept.
+
+**Would you use this cut-out?** As it is, for a real product photo or post, without editing it.
+
+**A/B.** Pick the cut-out you would rather use. *Tie* only when neither is better; say why.
+"""
 
 
 @st.cache_resource
@@ -144,6 +173,8 @@ def rate_page(token: str) -> None:
         st.success("Your queue is empty. Thank you!")
         return
     st.caption(f"{md_escape(item['campaign'])}: item {item['done'] + 1} of {item['total']}")
+    with st.expander("Rubric: what each answer means"):
+        st.markdown(RUBRIC)
     rgb = _read_rgb(item["image"])
     if rgb is None:  # never show the server's path: the rater can skip, the admin sees the report
         st.error("This item's photo cannot be shown.")

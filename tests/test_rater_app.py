@@ -71,6 +71,10 @@ def test_rating_flow(world, monkeypatch):
     at = log_in(app(world, monkeypatch), "single", world["pw"]["single"])
     first = at.caption[0].value
     assert first.startswith("one: item 1 of 4")
+    rubric = next(e for e in at.expander if e.label.startswith("Rubric"))
+    text = " ".join(m.value for m in rubric.markdown)
+    for anchor in ("1 unusable", "5 perfect", "*Halo*", "*Partly*", "*Major*", "without editing it"):
+        assert anchor in text, anchor
     n_images = len(at.get("image"))
     assert n_images >= 7  # photo, cut-out, 4 plain backgrounds, overlay (+ zoomed crops)
     at.run()  # a rerun keeps the same item
