@@ -225,7 +225,8 @@ class RaterSession(Base):
 
 class Campaign(Base):
     """A rating campaign over one run (``kind='single'``) or two runs of the same dataset
-    (``kind='ab'``, blind A/B); ``settings`` keeps how its items were drawn."""
+    (``kind='ab'``, blind A/B); ``settings`` keeps how its items were drawn; ``closed_at``: an admin
+    closed it (its open items left the queues; its ratings stay)."""
 
     __tablename__ = "campaigns"
 
@@ -237,6 +238,7 @@ class Campaign(Base):
     raters_per_item: Mapped[int] = mapped_column(Integer, nullable=False)
     settings: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=_utcnow, nullable=True)
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 class CampaignItem(Base):

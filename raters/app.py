@@ -258,7 +258,42 @@ def answers_page(token: str) -> None:
 
 def campaigns_page(token: str) -> None:
     st.header("Campaigns")
-    st.dataframe(pd.DataFrame(S.list_campaigns(engine(), token)), hide_index=True)
+    camps = S.list_campaigns(engine(), token)
+    st.dataframe(pd.DataFrame(camps), hide_index=True)
+    open_names = [c["name"] for c in camps if c.get("status") == "open"]
+    if not open_names:
+        return
+    with st.form("campaign_admin"):
+        name = st.selectbox("Campaign", open_names, key="manage_campaign")
+        rater = st.text_input("Disabled rater whose open items move to others", key="manage_rater")
+        move = st.form_submit_button("Move their open items")
+        close = st.form_submit_button("Close the campaign")
+    try:
+        if move:
+            res = S.reassign_open_items(engine(), token, name, rater.strip())
+            st.success(f"moved {res['moved']} item(s); {res['left']} found nobody free to take them")
+        if close and S.close_campaign(engine(), token, name):
+            st.success(f"closed {md_escape(name)}: its open items left the queues; its ratings stay")
+    except (ValueError, S.NotFound) as exc:
+        st.error(str(exc))
+
+
+def users_page(token: str) -> None:
+    st.header("Users")
+    st.dataframe(pd.DataFrame(S.users(engine(), token)), hide_index=True)
+    with st.form("user_admin"):
+        name = st.text_input("User name", key="user_name")
+        value = st.text_input("Password (add, reset) or role (rater, admin)", type="password", key="user_value")
+        action = st.radio("Action", ["add", "disable", "reset_password", "role"], horizontal=True, key="user_action",
+                          format_func={"add": "add a rater", "disable": "disable", "reset_password": "reset password",
+                                       "role": "change role"}.get)
+        go = st.form_submit_button("Apply")
+    if go:
+        try:
+            S.admin_users(engine(), token, action, name.strip(), value)
+            st.success(f"{action.replace('_', ' ')}: {md_escape(name.strip())} done")
+        except (ValueError, S.NotFound) as exc:
+            st.error(str(exc))
 
 
 def _pick_campaign(token: str) -> str | None:
@@ -351,7 +386,7 @@ def main() -> None:
         st.rerun()
     pages = {"Rate": rate_page, "My answers": answers_page}
     if me.is_admin:
-        pages.update({"Campaigns": campaigns_page, "Progress and quality": quality_page, "Results": results_page})
+        pages.update({"Campaigns": campaigns_page, "Users": users_page, "Progress and quality": quality_page, "Results": results_page})
     choice = st.sidebar.radio("Page", list(pages), key="page")
     try:
         pages[choice](token)

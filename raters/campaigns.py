@@ -290,7 +290,8 @@ def create_campaign(engine: Engine, name: str, runs: Sequence[str | Path], n_ite
 
 
 def campaign_overview(engine: Engine) -> list[dict[str, Any]]:
-    """Every campaign: name, kind, dataset, runs, regular items, gold items, assignments done / total."""
+    """Every campaign: name, kind, dataset, runs, regular items, gold items, assignments done / total,
+    status (open or closed)."""
     with session_scope(engine) as s:
         out = []
         for c in s.scalars(select(Campaign).order_by(Campaign.id)):
@@ -301,5 +302,6 @@ def campaign_overview(engine: Engine) -> list[dict[str, Any]]:
             run = s.get(Run, c.run_a_id)
             out.append({"name": c.name, "kind": c.kind, "dataset": s.get(Dataset, run.dataset_id).name,
                         "runs": (c.settings or {}).get("runs"), "items": n_items - n_gold, "gold": n_gold, "done": done, "total": total,
-                        "raters_per_item": c.raters_per_item, "gold_rate": (c.settings or {}).get("gold_rate")})
+                        "raters_per_item": c.raters_per_item, "gold_rate": (c.settings or {}).get("gold_rate"),
+                        "status": "closed" if c.closed_at is not None else "open"})
         return out

@@ -147,6 +147,140 @@ def disable_user(engine: Engine, name: str) -> None:
         s.execute(update(RaterSession).where(RaterSession.rater_id == r.id).values(revoked=True))
 
 
+def reset_password(engine: Engine, name: str, password: str) -> None:
+    """Set a new password (argon2id) and end the account's open sessions.
+
+    Raises:
+        NotFound: no such user. ValueError: a password under 8 characters.
+    """
+    if len(password) < 8:
+        raise ValueError(f"user {name!r}: the password must have at least 8 characters")
+    with session_scope(engine) as s:
+        r = s.scalar(select(Rater).where(Rater.name == name))
+        if r is None:
+            raise NotFound(f"no user named {name!r}")
+        r.password_hash = _hasher().hash(password)
+        s.execute(update(RaterSession).where(RaterSession.rater_id == r.id).values(revoked=True))
+
+
+def set_role(engine: Engine, name: str, role: str) -> None:
+    """Change an account's role.
+
+    Raises:
+        NotFound: no such user. ValueError: an unknown role, or it would leave no active admin.
+    """
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {ROLES}, got {role!r}")
+    with session_scope(engine) as s:
+        r = s.scalar(select(Rater).where(Rater.name == name))
+        if r is None:
+            raise NotFound(f"no user named {name!r}")
+        if r.role == "admin" and role != "admin":
+            admins = s.scalar(select(func.count()).select_from(Rater).where(Rater.role == "admin", Rater.active.is_(True), Rater.id != r.id))
+            if not admins:
+                raise ValueError(f"{name!r} is the last active admin; make another admin first")
+        r.role = role
+
+
+def admin_users(engine: Engine, token: str | None, action: str, name: str, value: str | None = None) -> None:
+    """What the admin's users page does, with the access rule: ``add`` (``value`` = password; role
+    rater), ``disable``, ``reset_password`` (``value`` = the new password) or ``role`` (``value`` =
+    the role). Admins cannot disable themselves.
+
+    Raises:
+        AccessDenied: not an admin. NotFound: no such user. ValueError: as the operation, or an
+        unknown action.
+    """
+    me = require_admin(engine, token)
+    if action == "add":
+        add_user(engine, name, value or "", "rater")
+    elif action == "disable":
+        if name == me.name:
+            raise ValueError("you cannot disable your own account")
+        disable_user(engine, name)
+    elif action == "reset_password":
+        reset_password(engine, name, value or "")
+    elif action == "role":
+        set_role(engine, name, value or "")
+    else:
+        raise ValueError(f"unknown action {action!r}")
+
+
+def users(engine: Engine, token: str | None) -> list[dict[str, Any]]:
+    """Every account (admins only); see :func:`list_users`.
+
+    Raises:
+        AccessDenied: not an admin.
+    """
+    require_admin(engine, token)
+    return list_users(engine)
+
+
+def close_campaign(engine: Engine, token: str | None, campaign: str) -> bool:
+    """Close a campaign (admins only): its open items leave every queue; its ratings, results and
+    exports stay. Closing a closed campaign changes nothing.
+
+    Returns:
+        True when it was open.
+
+    Raises:
+        AccessDenied: not an admin. NotFound: no such campaign.
+    """
+    require_admin(engine, token)
+    with session_scope(engine) as s:
+        c = s.scalar(select(Campaign).where(Campaign.name == campaign))
+        if c is None:
+            raise NotFound(f"campaign {campaign!r} does not exist")
+        if c.closed_at is not None:
+            return False
+        c.closed_at = _now()
+        return True
+
+
+def reassign_open_items(engine: Engine, token: str | None, campaign: str, rater: str) -> dict[str, int]:
+    """Move a disabled rater's unanswered items of a campaign to the active raters of that campaign
+    with the fewest items who do not have the item yet (admins only). The assignments move; nothing
+    is deleted, and answered items stay where they are.
+
+    Returns:
+        ``{"moved": n, "left": m}``: ``left`` items found nobody to take them.
+
+    Raises:
+        AccessDenied: not an admin. NotFound: no such campaign or rater. ValueError: the rater is
+        still active (disable the account first).
+    """
+    require_admin(engine, token)
+    with session_scope(engine) as s:
+        c = s.scalar(select(Campaign).where(Campaign.name == campaign))
+        if c is None:
+            raise NotFound(f"campaign {campaign!r} does not exist")
+        r = s.scalar(select(Rater).where(Rater.name == rater))
+        if r is None:
+            raise NotFound(f"no user named {rater!r}")
+        if r.active:
+            raise ValueError(f"{rater!r} is active: disable the account before moving their items")
+        mine = s.scalars(select(Assignment).join(CampaignItem, CampaignItem.id == Assignment.item_id)
+                         .where(CampaignItem.campaign_id == c.id, Assignment.rater_id == r.id, Assignment.done.is_(False))
+                         .order_by(Assignment.position)).all()
+        load = dict(s.execute(select(Assignment.rater_id, func.count()).join(CampaignItem, CampaignItem.id == Assignment.item_id)
+                              .join(Rater, Rater.id == Assignment.rater_id)
+                              .where(CampaignItem.campaign_id == c.id, Rater.active.is_(True)).group_by(Assignment.rater_id)).all())
+        last = dict(s.execute(select(Assignment.rater_id, func.max(Assignment.position)).group_by(Assignment.rater_id)).all())
+        moved = left = 0
+        for a in mine:
+            have = set(s.scalars(select(Assignment.rater_id).where(Assignment.item_id == a.item_id)))
+            free = sorted((n, rid) for rid, n in load.items() if rid not in have)
+            if not free:
+                left += 1
+                continue
+            _, to = free[0]
+            last[to] = last.get(to, -1) + 1
+            a.rater_id, a.position = to, last[to]
+            load[to] += 1
+            moved += 1
+        return {"moved": moved, "left": left}
+
+
 def list_users(engine: Engine) -> list[dict[str, Any]]:
     """Every account: ``id, name, role, active`` (never the hash)."""
     with session_scope(engine) as s:
@@ -380,7 +514,8 @@ _QUEUE = (
 def _next_for(conn, rater_id: int) -> dict[str, Any] | None:
     """The rater's next pending assignment as the page needs it (no release names for A/B)."""
     row = conn.execute(
-        _QUEUE.where(Assignment.rater_id == rater_id, Assignment.done.is_(False)).order_by(Campaign.id, Assignment.position).limit(1)
+        _QUEUE.where(Assignment.rater_id == rater_id, Assignment.done.is_(False), Campaign.closed_at.is_(None))
+        .order_by(Campaign.id, Assignment.position).limit(1)
     ).first()
     if row is None:
         return None

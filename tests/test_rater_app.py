@@ -115,9 +115,18 @@ def test_ab_flow(world, monkeypatch):
 
 def test_admin_pages(world, monkeypatch):
     at = log_in(app(world, monkeypatch), "root", world["pw"]["root"])
-    assert at.sidebar.radio(key="page").options == ["Rate", "My answers", "Campaigns", "Progress and quality", "Results"]
+    assert at.sidebar.radio(key="page").options == ["Rate", "My answers", "Campaigns", "Users", "Progress and quality", "Results"]
     at.sidebar.radio(key="page").set_value("Campaigns").run()
-    assert sorted(at.dataframe[0].value["name"]) == ["one", "pair"]
+    assert {"one", "pair"} <= set(at.dataframe[0].value["name"])
+    at.sidebar.radio(key="page").set_value("Users").run()
+    at.text_input(key="user_name").input("newbie")
+    at.text_input(key="user_value").input("a long password")
+    at.radio(key="user_action").set_value("add")
+    press(at, "Apply")
+    assert "newbie" in at.success[0].value
+    from raters import service as S
+
+    assert S.login(world["engine"], "newbie", "a long password")
     at.sidebar.radio(key="page").set_value("Progress and quality").run()
     assert not at.exception, at.exception
     assert at.metric[0].label == "Assignments done"

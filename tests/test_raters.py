@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 import db
 from db.engine import session_scope
-from db.models import Assignment, CampaignItem, Rater, RaterSession, Rating
+from db.models import Assignment, Campaign, CampaignItem, Rater, RaterSession, Rating
 from raters import service as S
 from raters.campaigns import CampaignError, _weights, allocate, assign, create_campaign
 from raters.cli import app
@@ -693,3 +693,65 @@ def test_a_rater_skips_an_item_by_reporting_a_problem_and_admins_see_it(world):
         S.problems(e, t, "skips")
     # no rating was made up for the skipped item
     assert S.results(e, boss, "skips", n_boot=100)["n_ratings"] == 1
+
+
+def test_admin_manages_users_and_campaigns(world, tmp_path):
+    import db
+
+    solo = db.connect(f"sqlite:///{tmp_path / 'solo.db'}")
+    S.add_user(solo, "only-admin", "a good password", "admin")
+    with pytest.raises(ValueError, match="last active admin"):
+        S.set_role(solo, "only-admin", "rater")
+    solo.dispose()
+    e = world["engine"]
+    pw = add_raters(e, ["m1", "m2", "m3"], admin="boss-m")
+    boss, t1 = S.login(e, "boss-m", pw["boss-m"]), S.login(e, "m1", pw["m1"])
+    # only admins
+    for call in (lambda: S.users(e, t1), lambda: S.admin_users(e, t1, "add", "x1", "longenough"),
+                 lambda: S.close_campaign(e, t1, "managed"), lambda: S.reassign_open_items(e, t1, "managed", "m1")):
+        with pytest.raises(S.AccessDenied):
+            call()
+    S.admin_users(e, boss, "add", "m4", "a good password")
+    assert {"m4": ("rater", True)}.items() <= {u["name"]: (u["role"], u["active"]) for u in S.users(e, boss)}.items()
+    S.admin_users(e, boss, "reset_password", "m1", "another password")
+    with pytest.raises(S.AccessDenied):
+        S.authenticate(e, t1)  # a reset ends the open sessions
+    with pytest.raises(S.AccessDenied):
+        S.login(e, "m1", pw["m1"])
+    t1 = S.login(e, "m1", "another password")
+    with pytest.raises(ValueError, match="8 characters"):
+        S.admin_users(e, boss, "reset_password", "m1", "short")
+    with pytest.raises(ValueError, match="own account"):
+        S.admin_users(e, boss, "disable", "boss-m")
+    S.admin_users(e, boss, "role", "m2", "admin")
+    assert S.require_admin(e, S.login(e, "m2", pw["m2"])).name == "m2"
+    S.admin_users(e, boss, "role", "m2", "rater")
+    # a disabled rater's open items move to the least loaded active raters without the item
+    create_campaign(e, "managed", [world["runs"]["eroded"]], 6, 2, raters=["m1", "m2", "m3"], seed=15)
+    item = S.next_item(e, t1)
+    S.submit(e, t1, item["assignment_id"], SINGLE, seconds=1)
+    with pytest.raises(ValueError, match="disable the account"):
+        S.reassign_open_items(e, boss, "managed", "m1")
+    S.admin_users(e, boss, "disable", "m1")
+    with session_scope(e) as s:
+        def queue(name):
+            return s.execute(select(Assignment.item_id, Assignment.done).join(Rater, Rater.id == Assignment.rater_id)
+                             .join(CampaignItem, CampaignItem.id == Assignment.item_id).join(Campaign)
+                             .where(Campaign.name == "managed", Rater.name == name)).all()
+        open_m1 = [i for i, done in queue("m1") if not done]
+    res = S.reassign_open_items(e, boss, "managed", "m1")
+    assert res["moved"] + res["left"] == len(open_m1) and res["moved"] > 0
+    with session_scope(e) as s:
+        left = [(i, done) for i, done in queue("m1")]
+        assert left == [(item_id, True) for item_id, done in left]  # only the answered item stays with m1
+        for i in open_m1[: res["moved"]]:
+            raters_of = s.scalars(select(Rater.name).join(Assignment, Assignment.rater_id == Rater.id).where(Assignment.item_id == i)).all()
+            assert len(raters_of) == len(set(raters_of))  # nobody got an item twice
+    # closing: the open items leave the queues, the ratings stay
+    t3 = S.login(e, "m3", pw["m3"])
+    assert S.next_item(e, t3)["campaign"] == "managed"
+    assert S.close_campaign(e, boss, "managed") and not S.close_campaign(e, boss, "managed")
+    nxt = S.next_item(e, t3)
+    assert nxt is None or nxt["campaign"] != "managed"
+    assert S.results(e, boss, "managed", n_boot=100)["n_ratings"] == 1
+    assert next(c for c in S.list_campaigns(e, boss) if c["name"] == "managed")["status"] == "closed"

@@ -1,6 +1,7 @@
 """Raters can skip an item by reporting a problem with it (a photo that cannot be shown, a broken
 prediction, anything else): ``assignments`` gains ``problem`` (the rater's reason) and
-``problem_at``. Nothing is deleted or rewritten; both columns are NULL for every existing row.
+``problem_at``. Admins can close a campaign: ``campaigns`` gains ``closed_at``. Nothing is deleted
+or rewritten; the new columns are NULL for every existing row.
 
 Revision ID: 0005
 Revises: 0004
@@ -19,9 +20,13 @@ def upgrade() -> None:
     with op.batch_alter_table("assignments") as batch:
         batch.add_column(sa.Column("problem", sa.Text(), nullable=True))
         batch.add_column(sa.Column("problem_at", sa.DateTime(timezone=True), nullable=True))
+    with op.batch_alter_table("campaigns") as batch:
+        batch.add_column(sa.Column("closed_at", sa.DateTime(timezone=True), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("campaigns") as batch:
+        batch.drop_column("closed_at")
     with op.batch_alter_table("assignments") as batch:
         batch.drop_column("problem_at")
         batch.drop_column("problem")
