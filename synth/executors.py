@@ -150,7 +150,8 @@ def _run_ray(ctx, units, workers, address, on_done, modules) -> Iterator[list[An
         if address:
             ray.init(address=address, log_to_driver=False)
         else:
-            ray.init(num_cpus=max(1, workers), include_dashboard=False, log_to_driver=False)
+            # a fresh local instance, never a cluster that happens to run on this machine
+            ray.init(address="local", num_cpus=max(1, workers), include_dashboard=False, log_to_driver=False)
         started = True
     try:
         remote = ray.remote(num_cpus=1)(_ray_unit)
