@@ -56,6 +56,7 @@ def create_catalog_engine(url: str | None = None) -> Engine:
     """Create an engine on the catalog without migrating it.
 
     SQLite connections get ``journal_mode=WAL``, ``busy_timeout=30000`` and ``foreign_keys=ON``.
+    PostgreSQL gets a pool of 10 connections plus 20 on demand, and a 60 s wait for one.
     """
     resolved = database_url(url)
     if resolved.startswith("sqlite"):
@@ -65,7 +66,9 @@ def create_catalog_engine(url: str | None = None) -> Engine:
         if db_path and db_path != ":memory:":
             Path(db_path).parent.mkdir(parents=True, exist_ok=True)
     else:
-        engine = create_engine(resolved, pool_pre_ping=True)
+        # a rater app serves every browser session from its own thread: room for 30 connections
+        # at once (10 kept open) before a request waits, and 60 s before a wait fails
+        engine = create_engine(resolved, pool_pre_ping=True, pool_size=10, max_overflow=20, pool_timeout=60)
     return engine
 
 

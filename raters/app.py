@@ -11,6 +11,7 @@ import pandas as pd
 import streamlit as st
 
 import db
+from raters import charts
 from raters import service as S
 from raters.render import PLAIN_BACKGROUNDS, checkerboard, composite, overlay, zoomed_crops
 
@@ -317,7 +318,11 @@ def quality_page(token: str) -> None:
     st.subheader("Gold accuracy per rater")
     st.dataframe(pd.DataFrame(res["gold_accuracy"]), hide_index=True)
     st.subheader("Krippendorff's alpha per question")
-    st.dataframe(pd.DataFrame([{"question": k, "alpha": v} for k, v in res["krippendorff_alpha"].items()]), hide_index=True)
+    alphas = {k: v for k, v in res["krippendorff_alpha"].items() if v is not None}
+    if alphas:
+        st.dataframe(pd.DataFrame([{"question": k, "alpha": v} for k, v in alphas.items()]), hide_index=True)
+    else:
+        st.caption("No alpha yet: agreement needs at least two raters on the same item, and no item has two answers so far.")
     st.subheader("Time-on-task outliers (modified z > 3.5)")
     st.dataframe(pd.DataFrame(res["time_on_task"]["outliers"]), hide_index=True)
     st.subheader("Problems raters reported (skipped items)")
@@ -337,9 +342,15 @@ def results_page(token: str) -> None:
     if res["campaign"]["kind"] == "ab":
         st.subheader("Bradley-Terry scores (95% CI) and win rates")
         bt = res["bradley_terry"]
+        if bt["scores"]:
+            st.image(charts.png(charts.bradley_terry(bt["scores"])), width=480)
+        else:
+            st.caption("No votes yet, so no scores.")
         st.dataframe(pd.DataFrame([{"release": k, **v, "win_rate": bt["win_rate"].get(k)} for k, v in bt["scores"].items()]), hide_index=True)
-        st.json(res["votes"])
-        st.json(res["human_vs_metric"])
+        v = res["votes"]
+        st.write(f"{v['n']} votes, {v['ties']} ties; " + ", ".join(f"{k[5:]}: {n}" for k, n in v.items() if k.startswith("wins_")))
+        hm = res["human_vs_metric"]
+        st.write({k: val for k, val in hm.items() if k.startswith("spearman")})
     else:
         st.subheader("Mean ratings per release (95% bootstrap CI over items)")
         st.dataframe(pd.DataFrame([{"release": rel, "question": q, **v} for rel, qs in res["per_release"].items() for q, v in qs.items()]),
@@ -350,11 +361,13 @@ def results_page(token: str) -> None:
         hm = res["human_vs_metric"]
         st.subheader("Human against metric")
         st.write({k: hm.get(k) for k in ("spearman_overall_iou", "spearman_overall_boundary_f1")})
+        left, right = st.columns(2)
+        if hm.get("points"):
+            left.image(charts.png(charts.human_vs_metric(hm["points"], hm["mismatches"])), caption="each item; mismatches in red (shown below)")
+        else:
+            left.caption("No rated items yet.")
         if "gate_vs_would_use" in hm:
-            g = hm["gate_vs_would_use"]
-            st.write(f"Gate confidence against 'would use' (Dawid-Skene): ECE {g['ece']:.3f} over {g['n']} items")
-            rd = g["reliability"]
-            st.bar_chart(pd.DataFrame({"share 'would use'": rd["accuracy"], "mean confidence": rd["mean_confidence"]}))
+            right.image(charts.png(charts.reliability(hm["gate_vs_would_use"])), caption="reliability diagram")
         for kind, title in (("metric_high_rating_low", "High IoU, low rating"), ("metric_low_rating_high", "Low IoU, high rating")):
             rows = hm["mismatches"][kind]
             st.caption(f"{title}: {len(rows)}")

@@ -349,7 +349,7 @@ def _single_vs_metric(engine: Engine, items: pd.DataFrame, info: dict[str, Any],
             f"IoU < {MISMATCH_LOW_IOU} and mean overall >= {MISMATCH_HIGH_RATING}")
     if items.empty:
         return {"release": info["run_a"]["release"], "n_items": 0, "spearman_overall_iou": None, "spearman_overall_boundary_f1": None,
-                "mismatches": {"metric_high_rating_low": [], "metric_low_rating_high": [], "rule": rule}}
+                "mismatches": {"metric_high_rating_low": [], "metric_low_rating_high": [], "rule": rule}, "points": []}
     table = read_run(engine, info["run_a"]["id"]).table
     j = items.rename_axis("item_id").reset_index().merge(table[["sample_key", "iou", "boundary_f1", "confidence"]], on="sample_key", how="left")
     out: dict[str, Any] = {"release": info["run_a"]["release"], "n_items": int(len(j))}
@@ -361,6 +361,7 @@ def _single_vs_metric(engine: Engine, items: pd.DataFrame, info: dict[str, Any],
     cols = ["sample_key", "image", "iou", "boundary_f1", "overall", "confidence"]
     out["mismatches"] = {"metric_high_rating_low": hi[cols].to_dict("records"), "metric_low_rating_high": lo[cols].to_dict("records"),
                          "rule": rule}
+    out["points"] = j[["sample_key", "iou", "overall"]].to_dict("records")
     lab = j["item_id"].astype(str).map(would_use)
     ok = lab.notna() & j["confidence"].notna()
     if ok.any():

@@ -808,20 +808,22 @@ _RESULTS: dict[tuple[Any, ...], dict[str, Any]] = {}
 """Computed results by campaign and what they were computed from (see :func:`_results_state`)."""
 
 
-def _results_state(engine: Engine, campaign: str) -> tuple[int, int, int, int]:
-    """What a campaign's results depend on: its ratings (count and newest id; ratings are never
-    edited) and its assignments (count and how many are done). Results are recomputed only when
+def _results_state(engine: Engine, campaign: str) -> tuple[Any, ...]:
+    """What a campaign's results depend on: the campaign itself (id and creation time, so a campaign
+    made again under the same name is not taken for the old one), its ratings (count and newest id;
+    ratings are never edited) and its assignments (count and how many are done). Results are recomputed only when
     this changes, not on every page rerun.
 
     Raises:
         NotFound: no such campaign.
     """
     with engine.connect() as conn:
-        cid = conn.execute(select(Campaign.id).where(Campaign.name == campaign)).scalar()
-        if cid is None:
+        found = conn.execute(select(Campaign.id, Campaign.created_at).where(Campaign.name == campaign)).first()
+        if found is None:
             raise NotFound(f"campaign {campaign!r} does not exist")
+        cid, created = found
         n_r, last = conn.execute(select(func.count(Rating.id), func.max(Rating.id)).join(CampaignItem, CampaignItem.id == Rating.item_id)
                                  .where(CampaignItem.campaign_id == cid)).one()
         n_a, n_done = conn.execute(select(func.count(Assignment.id), func.count().filter(Assignment.done.is_(True)))
                                    .join(CampaignItem, CampaignItem.id == Assignment.item_id).where(CampaignItem.campaign_id == cid)).one()
-    return int(n_r), int(last or 0), int(n_a), int(n_done)
+    return cid, str(created), int(n_r), int(last or 0), int(n_a), int(n_done)
