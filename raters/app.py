@@ -165,6 +165,9 @@ def rate_page(token: str) -> None:
     notice = st.session_state.pop("notice", None)
     if notice:
         st.warning(notice)
+    saved = st.session_state.pop("saved", None)
+    if saved:
+        st.success(saved)
     # the current item stays in the session until it is answered: reruns never swap it
     if st.session_state.get("current") is None and not st.session_state.pop("queue_done", False):
         st.session_state["current"] = S.next_item(engine(), token)
@@ -216,7 +219,9 @@ def rate_page(token: str) -> None:
         st.error(str(exc))
         return
     st.session_state["last_rating"] = res["rating_id"]
-    if not res["created"]:
+    if res["created"]:
+        st.session_state["saved"] = f"Saved your answer to item {item['done'] + 1} of {item['total']}."
+    else:
         # another tab (or a double submit) answered this item first: that answer is the one kept
         st.session_state["notice"] = ("This item was already answered (in another tab or by a double click); "
                                       "the first answer is the one kept, and this one was not stored.")

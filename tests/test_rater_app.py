@@ -90,6 +90,7 @@ def test_rating_flow(world, monkeypatch):
     widget(at, "text_area", "q_comment").input("ear chewed")
     press(at, "Submit rating")
     assert at.caption[0].value.startswith("one: item 2 of 4")  # the next item
+    assert at.success[0].value == "Saved your answer to item 1 of 4."
     with session_scope(world["engine"]) as s:
         r = s.scalars(select(Rating).join(Assignment).join(CampaignItem).join(Campaign).where(Campaign.name == "one")).all()
     assert len(r) == 1
