@@ -13,7 +13,7 @@ import streamlit as st
 import db
 from raters import charts
 from raters import service as S
-from raters.render import PLAIN_BACKGROUNDS, checkerboard, composite, overlay, zoomed_crops
+from raters.render import PLAIN_BACKGROUNDS, checkerboard, composite, crop_locator, fit_alpha, overlay, uncertain_boxes, zoomed_crops
 
 QUESTION_LABELS = {
     "overall": "Overall quality (1 = unusable, 5 = perfect)",
@@ -117,11 +117,13 @@ def _show_single(item: dict, rgb: np.ndarray, alpha: np.ndarray) -> None:
     left, right = st.columns(2)
     opacity = left.slider("Mask overlay opacity", 0.0, 1.0, 0.5, 0.05, key="opacity")
     left.image(overlay(rgb, alpha, opacity), caption="mask overlay", width="stretch")
+    boxes = uncertain_boxes(fit_alpha(alpha, (h, w)))
     crops = zoomed_crops(rgb, alpha)
     if crops:
-        right.caption("Most uncertain parts of the boundary (zoomed)")
-        for crop in crops:
-            right.image(crop, width="stretch")
+        right.caption("Most uncertain parts of the boundary, zoomed; where they are in the photo:")
+        right.image(crop_locator(rgb, boxes), width="stretch")
+        for i, crop in enumerate(crops, 1):
+            right.image(crop, caption=f"{i}", width="stretch")
 
 
 def _single_form(item: dict) -> dict | None:

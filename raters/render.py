@@ -71,10 +71,10 @@ def uncertainty(alpha: np.ndarray) -> np.ndarray:
 def uncertain_boxes(alpha: np.ndarray, k: int = 3, size: int | None = None) -> list[tuple[int, int, int, int]]:
     """Up to ``k`` non-overlapping square windows ``(x, y, w, h)`` with the most boundary
     uncertainty (window sums of :func:`uncertainty`, greedy, each next window's centre outside the
-    previous ones); ``size`` defaults to 15 % of the shorter side (at least 24 px). Empty when the
-    alpha has no uncertain pixel."""
+    previous ones); ``size`` defaults to 25 % of the shorter side (at least 48 px), large enough to
+    judge an edge in context. Empty when the alpha has no uncertain pixel."""
     h, w = alpha.shape
-    size = size or max(24, int(0.15 * min(h, w)))
+    size = size or max(48, int(0.25 * min(h, w)))
     size = min(size, h, w)
     u = uncertainty(alpha)
     score = cv2.boxFilter(u, -1, (size, size), normalize=False, borderType=cv2.BORDER_CONSTANT)
@@ -91,7 +91,23 @@ def uncertain_boxes(alpha: np.ndarray, k: int = 3, size: int | None = None) -> l
     return boxes
 
 
-def zoomed_crops(rgb: np.ndarray, alpha: np.ndarray, k: int = 3, zoom: int = 3) -> list[np.ndarray]:
+LOCATOR_COLOUR = (255, 0, 96)
+
+
+def crop_locator(rgb: np.ndarray, boxes: list[tuple[int, int, int, int]], width: int = 320) -> np.ndarray:
+    """A thumbnail of the photo (``width`` px wide) with each box of :func:`uncertain_boxes` drawn
+    and numbered 1, 2, ... in its order, so a zoomed crop can be found in the photo; uint8 RGB."""
+    h, w = rgb.shape[:2]
+    s = width / w
+    thumb = cv2.resize(rgb, (width, max(1, round(h * s))), interpolation=cv2.INTER_AREA).copy()
+    for i, (x, y, bw, bh) in enumerate(boxes, 1):
+        p0, p1 = (round(x * s), round(y * s)), (round((x + bw) * s) - 1, round((y + bh) * s) - 1)
+        cv2.rectangle(thumb, p0, p1, LOCATOR_COLOUR, 2)
+        cv2.putText(thumb, str(i), (p0[0] + 3, p0[1] + 14), cv2.FONT_HERSHEY_SIMPLEX, 0.45, LOCATOR_COLOUR, 1, cv2.LINE_AA)
+    return thumb
+
+
+def zoomed_crops(rgb: np.ndarray, alpha: np.ndarray, k: int = 3, zoom: int = 2) -> list[np.ndarray]:
     """The :func:`uncertain_boxes` of the cut-out on a checkerboard, each enlarged ``zoom`` times
     (nearest neighbour, so pixels stay visible) with the alpha = 0.5 contour drawn; uint8 RGB."""
     h, w = rgb.shape[:2]

@@ -50,4 +50,18 @@ def test_uncertain_boxes_sit_on_the_boundary():
     assert all(max(abs(a[0] - b[0]), abs(a[1] - b[1])) >= 30 for i, a in enumerate(centres) for b in centres[i + 1:])
     assert uncertain_boxes(np.zeros((50, 50), np.float32)) == []
     crops = zoomed_crops(np.zeros((200, 200, 3), np.uint8), alpha, k=2, zoom=3)
-    assert [c.shape for c in crops] == [(90, 90, 3)] * 2
+    assert [c.shape for c in crops] == [(150, 150, 3)] * 2  # 25 % of the shorter side, zoomed 3x
+
+
+def test_the_locator_marks_each_crop_where_it_is_in_the_photo():
+    from raters.render import LOCATOR_COLOUR, crop_locator
+
+    rgb = np.zeros((200, 400, 3), np.uint8)
+    boxes = [(0, 0, 50, 50), (200, 100, 50, 50)]
+    thumb = crop_locator(rgb, boxes, width=200)  # scale 0.5
+    assert thumb.shape == (100, 200, 3)
+    for x, y, w, h in boxes:
+        x0, y0, x1, y1 = x // 2, y // 2, (x + w) // 2 - 1, (y + h) // 2 - 1
+        for px, py in ((x0, y0 + 12), (x1, y0 + 12), (x0 + 12, y1), (x1, y1)):  # on the rectangle's sides
+            assert tuple(thumb[py, px]) == LOCATOR_COLOUR, (px, py)
+    assert not thumb[60:75, 20:80].any()  # nothing drawn away from the boxes
