@@ -20,7 +20,7 @@ from sqlalchemy import delete as sa_delete
 
 from db.engine import session_scope
 from db.models import (
-    Assignment, Campaign, CampaignItem, Dataset, DatasetAttribute, MetricValue, Rating, Release, Run, Sample, SampleAttribute,
+    Assignment, Campaign, CampaignItem, Dataset, DatasetAttribute, MetricValue, Rating, RatingRevision, Release, Run, Sample, SampleAttribute,
     Score,
 )
 
@@ -531,7 +531,7 @@ class DeleteRefused(RuntimeError):
 
 def delete(engine: Engine, kind: str, ref: str | int, with_ratings: bool = False) -> Dependents:
     """Delete a dataset revision, release revision or run and everything that depends on it, in one
-    transaction, in dependency order: ratings, assignments, campaign items, campaigns, runs (their
+    transaction, in dependency order: rating revisions, ratings, assignments, campaign items, campaigns, runs (their
     scores and metric values), then the record itself (a dataset's samples and attributes with it).
     Files are never touched: run and build folders stay where they are.
 
@@ -552,6 +552,7 @@ def delete(engine: Engine, kind: str, ref: str | int, with_ratings: bool = False
             raise DeleteRefused(f"{kind} {dep.ref} has {dep.describe()}; nothing deleted (allow deleting the ratings explicitly)")
         if camp_ids:
             items = select(CampaignItem.id).where(CampaignItem.campaign_id.in_(camp_ids))
+            session.execute(sa_delete(RatingRevision).where(RatingRevision.rating_id.in_(select(Rating.id).where(Rating.item_id.in_(items)))))
             session.execute(sa_delete(Rating).where(Rating.item_id.in_(items)))
             session.execute(sa_delete(Assignment).where(Assignment.item_id.in_(items)))
             session.execute(sa_delete(CampaignItem).where(CampaignItem.campaign_id.in_(camp_ids)))

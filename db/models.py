@@ -303,3 +303,16 @@ class Rating(Base):
     comment: Mapped[str | None] = mapped_column(Text)
     seconds: Mapped[float | None] = mapped_column(Float)
     submitted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+
+class RatingRevision(Base):
+    """An earlier version of a rating the rater edited: the answer fields as they were
+    (``answer``, JSON) and when they were replaced. A rating row always holds the newest answer;
+    its revisions keep every earlier one, so an edit never loses what a person said."""
+
+    __tablename__ = "rating_revisions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    rating_id: Mapped[int] = mapped_column(ForeignKey("ratings.id", ondelete="RESTRICT"), nullable=False, index=True)
+    answer: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    replaced_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)

@@ -262,6 +262,45 @@ def answers_page(token: str) -> None:
         st.info("No answers yet.")
         return
     st.dataframe(pd.DataFrame(rows), hide_index=True)
+    editable = [r for r in rows if r["editable"]]
+    if not editable:
+        return
+    st.subheader("Change an answer (while its campaign is open; the earlier one is kept)")
+    pick = st.selectbox("Answer", editable, key="edit_pick",
+                        format_func=lambda r: f"{r['campaign']}: photo {r['sample_key']} (answer {r['rating_id']})")
+
+    def at(options, value):
+        return options.index(value) if value in options else None
+
+    with st.form("edit_form"):
+        if pick["kind"] == "ab":
+            choice = st.radio("Which cut-out is better?", ["A", "B", "tie"], index=at(["A", "B", "tie"], pick["choice"]), horizontal=True, key="e_choice")
+            reasons = st.multiselect("Why?", ["edges", "completeness", "background", "artifacts", "other"], default=pick["reasons"] or [], key="e_reasons")
+        else:
+            overall = st.radio(QUESTION_LABELS["overall"], [1, 2, 3, 4, 5], index=at([1, 2, 3, 4, 5], pick["overall"]), horizontal=True, key="e_overall")
+            edge = st.radio(QUESTION_LABELS["edge"], [1, 2, 3, 4, 5], index=at([1, 2, 3, 4, 5], pick["edge"]), horizontal=True, key="e_edge")
+            completeness = st.radio(QUESTION_LABELS["completeness"], ["whole", "partly", "no"], index=at(["whole", "partly", "no"], pick["completeness"]),
+                                    horizontal=True, key="e_completeness")
+            leak = st.radio(QUESTION_LABELS["background_leak"], ["none", "minor", "major"], index=at(["none", "minor", "major"], pick["background_leak"]),
+                            horizontal=True, key="e_leak")
+            artifacts = st.multiselect(QUESTION_LABELS["artifacts"], list(ARTIFACT_LABELS), default=pick["artifacts"] or [],
+                                       format_func=ARTIFACT_LABELS.get, key="e_artifacts")
+            use = st.radio(QUESTION_LABELS["would_use"], ["yes", "no"], index=at([True, False], pick["would_use"]), horizontal=True, key="e_use")
+        comment = st.text_area("Comment (optional)", value=pick["comment"] or "", key="e_comment")
+        go = st.form_submit_button("Save the change")
+    if not go:
+        return
+    if pick["kind"] == "ab":
+        answer = {"choice": choice, "reasons": reasons, "comment": comment or None}
+    else:
+        answer = {"overall": overall, "edge": edge, "completeness": completeness, "background_leak": leak, "artifacts": artifacts,
+                  "would_use": None if use is None else use == "yes", "comment": comment or None}
+    try:
+        res = S.edit_rating(engine(), token, pick["rating_id"], answer)
+    except ValueError as exc:
+        st.error(str(exc))
+        return
+    st.success(f"Changed answer {res['rating_id']}; its {res['revisions']} earlier version(s) are kept.")
 
 
 def campaigns_page(token: str) -> None:

@@ -31,7 +31,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 
 from db.engine import session_scope
-from db.models import Assignment, Campaign, CampaignItem, Dataset, Rater, RaterSession, Rating, Run, Sample
+from db.models import Assignment, Campaign, CampaignItem, Dataset, Rater, RaterSession, Rating, RatingRevision, Run, Sample
 
 ROLES = ("rater", "admin")
 SESSION_HOURS = float(os.environ.get("LIFTLAB_SESSION_HOURS", "8"))
@@ -551,6 +551,57 @@ def next_item(engine: Engine, token: str | None) -> dict[str, Any] | None:
         return _next_for(conn, _principal(conn, token).id)
 
 
+ANSWER_FIELDS = ("overall", "edge", "completeness", "background_leak", "artifacts", "would_use", "choice", "reasons",
+                 "winner_run_id", "comment")
+"""The columns of a rating that hold the rater's answer (what an edit replaces)."""
+
+
+def _answer_values(row: Any, a: SingleAnswer | ABAnswer) -> dict[str, Any]:
+    """A validated answer as rating columns; ``row`` has the campaign's ``run_a_id``, ``run_b_id``
+    and the item's ``left_run_id`` (an A/B choice is stored as shown and as the winning run)."""
+    if isinstance(a, ABAnswer):
+        right = row.run_b_id if row.left_run_id == row.run_a_id else row.run_a_id
+        return {"comment": a.comment, "choice": a.choice, "reasons": list(a.reasons),
+                "winner_run_id": {"A": row.left_run_id, "B": right, "tie": None}[a.choice]}
+    return {"comment": a.comment, "overall": a.overall, "edge": a.edge, "completeness": a.completeness,
+            "background_leak": a.background_leak, "artifacts": list(a.artifacts), "would_use": a.would_use}
+
+
+def edit_rating(engine: Engine, token: str | None, rating_id: int, answer: dict[str, Any]) -> dict[str, Any]:
+    """Change one of the caller's answers while its campaign is open. The answer as it was is kept
+    in ``rating_revisions`` (with when it was replaced); the rating row takes the new one, its time
+    on task and first submit time unchanged. Results count the newest answer.
+
+    Returns:
+        ``{"rating_id", "revisions"}``: how many earlier versions the rating now has.
+
+    Raises:
+        AccessDenied: not logged in, or another rater's answer.
+        NotFound: no such rating.
+        ValueError: an invalid answer (fields named), or the campaign is closed.
+    """
+    p = authenticate(engine, token)
+    with engine.begin() as conn:
+        row = conn.execute(
+            select(Rating.rater_id, *(getattr(Rating, f) for f in ANSWER_FIELDS), Campaign.kind, Campaign.name.label("campaign"),
+                   Campaign.closed_at, Campaign.run_a_id, Campaign.run_b_id, CampaignItem.left_run_id)
+            .join(CampaignItem, CampaignItem.id == Rating.item_id).join(Campaign, Campaign.id == CampaignItem.campaign_id)
+            .where(Rating.id == rating_id)
+        ).first()
+        if row is None:
+            raise NotFound(f"rating {rating_id} does not exist")
+        if row.rater_id != p.id:
+            raise AccessDenied(f"rating {rating_id} belongs to another rater")
+        if row.closed_at is not None:
+            raise ValueError(f"campaign {row.campaign!r} is closed: its answers are final")
+        new = _answer_values(row, validate_answer(row.kind, answer))
+        old = {f: getattr(row, f) for f in ANSWER_FIELDS}
+        conn.execute(insert(RatingRevision).values(rating_id=rating_id, answer=old, replaced_at=_now()))
+        conn.execute(update(Rating).where(Rating.id == rating_id).values(**{f: new.get(f) for f in ANSWER_FIELDS}))
+        n = conn.execute(select(func.count()).select_from(RatingRevision).where(RatingRevision.rating_id == rating_id)).scalar_one()
+    return {"rating_id": rating_id, "revisions": int(n)}
+
+
 def _existing(engine: Engine, assignment_id: int) -> int | None:
     with engine.connect() as conn:
         return conn.execute(select(Rating.id).where(Rating.assignment_id == assignment_id)).scalar()
@@ -575,15 +626,8 @@ def _store(engine: Engine, p: Principal, assignment_id: int, answer: dict[str, A
                 raise AccessDenied(f"assignment {assignment_id} belongs to another rater")
             if row.rating_id is not None:
                 return {"rating_id": row.rating_id, "created": False}
-            a = validate_answer(row.kind, answer)
             values: dict[str, Any] = {"assignment_id": assignment_id, "rater_id": p.id, "item_id": row.item_id, "seconds": seconds,
-                                      "submitted_at": _now(), "comment": a.comment}
-            if isinstance(a, ABAnswer):
-                right = row.run_b_id if row.left_run_id == row.run_a_id else row.run_a_id
-                values.update(choice=a.choice, reasons=list(a.reasons), winner_run_id={"A": row.left_run_id, "B": right, "tie": None}[a.choice])
-            else:
-                values.update(overall=a.overall, edge=a.edge, completeness=a.completeness, background_leak=a.background_leak,
-                              artifacts=list(a.artifacts), would_use=a.would_use)
+                                      "submitted_at": _now(), **_answer_values(row, validate_answer(row.kind, answer))}
             rid = conn.execute(insert(Rating).values(**values).returning(Rating.id)).scalar_one()
             conn.execute(update(Assignment).where(Assignment.id == assignment_id).values(done=True))
             return {"rating_id": rid, "created": True}
@@ -699,6 +743,7 @@ def submit_and_next(engine: Engine, token: str | None, assignment_id: int, answe
 
 def _rating_dict(r: Rating, camp: Campaign, key: str) -> dict[str, Any]:
     return {
+        "editable": camp.closed_at is None,
         "rating_id": r.id, "campaign": camp.name, "kind": camp.kind, "sample_key": key, "overall": r.overall, "edge": r.edge,
         "completeness": r.completeness, "background_leak": r.background_leak, "artifacts": r.artifacts, "would_use": r.would_use,
         "choice": r.choice, "reasons": r.reasons, "comment": r.comment, "seconds": r.seconds,
@@ -810,8 +855,8 @@ _RESULTS: dict[tuple[Any, ...], dict[str, Any]] = {}
 
 def _results_state(engine: Engine, campaign: str) -> tuple[Any, ...]:
     """What a campaign's results depend on: the campaign itself (id and creation time, so a campaign
-    made again under the same name is not taken for the old one), its ratings (count and newest id;
-    ratings are never edited) and its assignments (count and how many are done). Results are recomputed only when
+    made again under the same name is not taken for the old one), its ratings (count, newest id, and
+    the number of edits) and its assignments (count and how many are done). Results are recomputed only when
     this changes, not on every page rerun.
 
     Raises:
@@ -824,6 +869,8 @@ def _results_state(engine: Engine, campaign: str) -> tuple[Any, ...]:
         cid, created = found
         n_r, last = conn.execute(select(func.count(Rating.id), func.max(Rating.id)).join(CampaignItem, CampaignItem.id == Rating.item_id)
                                  .where(CampaignItem.campaign_id == cid)).one()
+        n_rev = conn.execute(select(func.count(RatingRevision.id)).join(Rating, Rating.id == RatingRevision.rating_id)
+                             .join(CampaignItem, CampaignItem.id == Rating.item_id).where(CampaignItem.campaign_id == cid)).scalar()
         n_a, n_done = conn.execute(select(func.count(Assignment.id), func.count().filter(Assignment.done.is_(True)))
                                    .join(CampaignItem, CampaignItem.id == Assignment.item_id).where(CampaignItem.campaign_id == cid)).one()
-    return cid, str(created), int(n_r), int(last or 0), int(n_a), int(n_done)
+    return cid, str(created), int(n_r), int(last or 0), int(n_rev or 0), int(n_a), int(n_done)

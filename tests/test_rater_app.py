@@ -99,6 +99,19 @@ def test_rating_flow(world, monkeypatch):
     assert r[0].seconds is not None and r[0].seconds >= 0
     at.sidebar.radio(key="page").set_value("My answers").run()
     assert at.dataframe[0].value["comment"].tolist() == ["ear chewed"]
+    # change it: the form shows the answer as given, the new one replaces it, the old one is kept
+    assert at.radio(key="e_overall").value == 2 and at.text_area(key="e_comment").value == "ear chewed"
+    at.radio(key="e_overall").set_value(4)
+    at.text_area(key="e_comment").input("looked again")
+    press(at, "Save the change")
+    assert "1 earlier version" in at.success[0].value
+    from db.models import RatingRevision
+
+    with session_scope(world["engine"]) as s:
+        r = s.get(Rating, r[0].id)
+        assert (r.overall, r.comment, r.edge) == (4, "looked again", 1)
+        old = s.scalars(select(RatingRevision.answer).where(RatingRevision.rating_id == r.id)).all()
+    assert [(a["overall"], a["comment"]) for a in old] == [(2, "ear chewed")]
 
 
 def test_ab_flow(world, monkeypatch):

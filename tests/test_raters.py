@@ -755,3 +755,32 @@ def test_admin_manages_users_and_campaigns(world, tmp_path):
     assert nxt is None or nxt["campaign"] != "managed"
     assert S.results(e, boss, "managed", n_boot=100)["n_ratings"] == 1
     assert next(c for c in S.list_campaigns(e, boss) if c["name"] == "managed")["status"] == "closed"
+
+
+def test_raters_edit_their_answers_while_the_campaign_is_open_and_history_is_kept(world):
+    from db.models import RatingRevision
+
+    e = world["engine"]
+    pw = add_raters(e, ["ed", "other-ed"], admin="boss-ed")
+    create_campaign(e, "edits", [world["runs"]["eroded"]], 2, 2, raters=["ed", "other-ed"], seed=16)
+    t, o, boss = S.login(e, "ed", pw["ed"]), S.login(e, "other-ed", pw["other-ed"]), S.login(e, "boss-ed", pw["boss-ed"])
+    item = S.next_item(e, t)
+    rid = S.submit(e, t, item["assignment_id"], {**SINGLE, "overall": 2, "comment": "first"}, seconds=3)["rating_id"]
+    before = S.results(e, boss, "edits", n_boot=100)
+    with pytest.raises(S.AccessDenied, match="another rater"):
+        S.edit_rating(e, o, rid, SINGLE)
+    with pytest.raises(ValueError, match="overall"):
+        S.edit_rating(e, t, rid, {**SINGLE, "overall": 9})
+    assert S.edit_rating(e, t, rid, {**SINGLE, "overall": 5, "comment": "second look"}) == {"rating_id": rid, "revisions": 1}
+    assert S.edit_rating(e, t, rid, {**SINGLE, "overall": 4, "comment": "third"})["revisions"] == 2
+    mine = next(r for r in S.my_ratings(e, t) if r["rating_id"] == rid)
+    assert (mine["overall"], mine["comment"], mine["seconds"], mine["editable"]) == (4, "third", 3, True)
+    with session_scope(e) as s:
+        history = s.scalars(select(RatingRevision.answer).where(RatingRevision.rating_id == rid).order_by(RatingRevision.id)).all()
+    assert [(h["overall"], h["comment"]) for h in history] == [(2, "first"), (5, "second look")]
+    after = S.results(e, boss, "edits", n_boot=100)  # recomputed: the edit is a change
+    assert after["per_release"] != before["per_release"]
+    S.close_campaign(e, boss, "edits")
+    with pytest.raises(ValueError, match="closed"):
+        S.edit_rating(e, t, rid, SINGLE)
+    assert next(r for r in S.my_ratings(e, t) if r["rating_id"] == rid)["editable"] is False
