@@ -44,16 +44,7 @@ SPECS = (
 
 def low_res_maps(rel: OnnxRelease, photos: list[np.ndarray]) -> list[np.ndarray]:
     """The release's probability maps at its output resolution, cut to each photo's window."""
-    out = []
-    for i in range(0, len(photos), rel.manifest.batch_size):
-        chunk = photos[i : i + rel.manifest.batch_size]
-        batch, windows = rel._prepare(chunk)
-        maps = rel._mask_maps(rel.run_batch(batch)[0])
-        ih, iw = rel.manifest.input.size
-        for (top, left, nh, nw), m in zip(windows, maps):
-            sy, sx = m.shape[0] / ih, m.shape[1] / iw
-            out.append(np.ascontiguousarray(m[round(top * sy) : round((top + nh) * sy), round(left * sx) : round((left + nw) * sx)]))
-    return out
+    return [np.ascontiguousarray(m) for m, _ in rel.predict_maps(photos)]
 
 
 def mask_table(name: str, rel: OnnxRelease, ids: list[str], images: Path, masks: Path, matting_n: int) -> None:

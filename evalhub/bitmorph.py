@@ -102,19 +102,6 @@ def shift_x(a: np.ndarray, s: int) -> np.ndarray:
     return _move_x(a, s, np.empty_like(a), np.empty_like(a))
 
 
-def shift_y(a: np.ndarray, s: int) -> np.ndarray:
-    """``out[y] = a[y - s]``, zero where ``y - s`` falls outside: a move by ``s`` rows down."""
-    out = np.zeros_like(a)
-    h = a.shape[0]
-    if s == 0:
-        out[:] = a
-    elif 0 < s < h:
-        out[s:] = a[: h - s]
-    elif -h < s < 0:
-        out[: h + s] = a[-s:]
-    return out
-
-
 def _grow_x(x: np.ndarray, half: int, t1: np.ndarray, t2: np.ndarray, t3: np.ndarray) -> None:
     """In place: ``x`` = its dilation along rows by ``[-half, half]``. Doubling: when ``x`` covers
     ``[-h, h]``, ``x | move(x, k) | move(x, -k)`` covers ``[-h - k, h + k]`` for ``k <= 2h + 1``;
@@ -127,13 +114,6 @@ def _grow_x(x: np.ndarray, half: int, t1: np.ndarray, t2: np.ndarray, t3: np.nda
         np.bitwise_or(x, t1, out=x)
         np.bitwise_or(x, t2, out=x)
         h += k
-
-
-def dilate_x(a: np.ndarray, half: int) -> np.ndarray:
-    """Dilation along rows by the window ``[-half, half]`` (a ``1 x (2 half + 1)`` element)."""
-    x = np.array(a, copy=True)
-    _grow_x(x, half, np.empty_like(x), np.empty_like(x), np.empty_like(x))
-    return x
 
 
 def erode_square(a: np.ndarray, half: int) -> np.ndarray:

@@ -25,14 +25,14 @@ same release on the same photos rewrites its own files; another release or photo
 from __future__ import annotations
 
 import json
-import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 
+from evalhub.metrics import boundary_tolerance
 from evalhub.subjects import SubjectSpec, Subjects, split_subjects
 
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
@@ -60,8 +60,9 @@ class LiftResult:
 
 
 def feather_px(shape: tuple[int, ...]) -> int:
-    """The feather band in pixels: ``ceil(0.008 x diagonal)``."""
-    return int(math.ceil(0.008 * math.hypot(shape[0], shape[1])))
+    """The feather band in pixels: the DAVIS boundary tolerance ``ceil(0.008 x diagonal)``
+    (:func:`evalhub.metrics.boundary_tolerance`)."""
+    return boundary_tolerance(shape)
 
 
 def subject_alphas(prob: np.ndarray, subjects: Subjects, feather: int) -> tuple[list[np.ndarray], np.ndarray]:
@@ -133,8 +134,7 @@ def lift(engine: Any, release: str, photos: str | Path, out: str | Path, *, subj
         raise LiftError(f"--photos {photos}: no photos ({', '.join(PHOTO_SUFFIXES)})")
     manifest = ReleaseManifest.model_validate(rel["manifest"])
     calibrator = release_calibrator(rel["manifest"])
-    identity = {"release": f"{rel['name']}@{rel['revision']}", "photos": str(photos.resolve()),
-                "subjects": {"min_area": subjects.min_area, "opening": subjects.opening, "connectivity": subjects.connectivity}}
+    identity = {"release": f"{rel['name']}@{rel['revision']}", "photos": str(photos.resolve()), "subjects": asdict(subjects)}
     try:
         ensure_folder(out)
         with locked(out):

@@ -113,6 +113,10 @@ class _Pair:
             self.truth = (tr[0], tr[1], tw[0], tw[1])
             self.truth_rows = (y0 + tr[0], y0 + tr[1])
 
+    def tp(self) -> int:
+        """Pixels in both masks."""
+        return bitmorph.count(self.p & self.g) if self.p is not None else 0
+
     def near_truth(self, *packed: np.ndarray, margin: int) -> list[np.ndarray]:
         """``packed`` (crop arrays) cut to the rows and words within ``margin + 1`` pixels of the
         truth's rows and words (where its boundary lies); everything when the truth is empty."""
@@ -131,7 +135,7 @@ class _Pair:
 def _region(pk: _Pair) -> dict[str, float]:
     if pk.n_p == 0 and pk.n_g == 0:
         return {"iou": 1.0, "dice": 1.0, "precision": 1.0, "recall": 1.0}
-    tp = bitmorph.count(pk.p & pk.g)
+    tp = pk.tp()
     fp, fn = pk.n_p - tp, pk.n_g - tp
     return {
         "iou": tp / (tp + fp + fn),
@@ -145,7 +149,7 @@ def confusion(pred: np.ndarray, gt: np.ndarray) -> tuple[int, int, int, int]:
     """Pixel counts ``(tp, fp, fn, tn)`` of two ``(H, W)`` bool masks of one image."""
     _check_same(pred, gt)
     pk = _Pair(pred, gt)
-    tp = bitmorph.count(pk.p & pk.g) if pk.p is not None else 0
+    tp = pk.tp()
     return tp, pk.n_p - tp, pk.n_g - tp, pred.size - pk.n_p - pk.n_g + tp
 
 

@@ -300,6 +300,9 @@ class OnnxRelease:
     def predict(self, images: list[np.ndarray]) -> list[tuple[np.ndarray, float | None]]:
         """Probability maps at each image's own size and confidences (None without a gate output).
 
+        The model's maps (:meth:`predict_maps`) reach each photo's size through the manifest's
+        upsampler (:func:`evalhub.upsample.upsample`).
+
         Args:
             images: ``(H, W, 3)`` uint8 RGB photos.
 
@@ -307,6 +310,12 @@ class OnnxRelease:
             One ``(prob (H, W) float32 in [0, 1], confidence)`` per image, in order. Confidences are
             returned raw; the caller checks them for NaN, infinite and out-of-range values.
         """
+        return [(upsample(m, im, self.manifest.upsample), c) for im, (m, c) in zip(images, self.predict_maps(images))]
+
+    def predict_maps(self, images: list[np.ndarray]) -> list[tuple[np.ndarray, float | None]]:
+        """The model's own probability maps, cut to each image's valid window (letterbox padding
+        removed) at the model's output resolution, and the confidences; as :meth:`predict` before
+        upsampling."""
         from concurrent.futures import ThreadPoolExecutor
 
         bs = self.manifest.batch_size
@@ -322,25 +331,24 @@ class OnnxRelease:
                 batch, windows = nxt.result()
                 if i + 1 < len(chunks):
                     nxt = pool.submit(self._prepare, chunks[i + 1])
-                res = self.run_batch(batch)
-                out.extend(self._postprocess(chunk, windows, res))
+                out.extend(self._windows(windows, self.run_batch(batch)))
         return out
 
     def _prepare(self, chunk: list[np.ndarray]) -> tuple[np.ndarray, list[tuple[int, int, int, int]]]:
         batch = np.empty(self.input_shape(len(chunk)), np.float32)
         return batch, [self.preprocess_into(im, batch[k]) for k, im in enumerate(chunk)]
 
-    def _postprocess(self, chunk, windows, res) -> list[tuple[np.ndarray, float | None]]:
+    def _windows(self, windows, res) -> list[tuple[np.ndarray, float | None]]:
         maps = self._mask_maps(res[0])
-        confs = self._confidences(res[1]) if self.has_confidence else [None] * len(chunk)
+        confs = self._confidences(res[1]) if self.has_confidence else [None] * len(windows)
         ih, iw = self.manifest.input.size
         out = []
-        for im, (top, left, nh, nw), m, c in zip(chunk, windows, maps, confs):
+        for (top, left, nh, nw), m, c in zip(windows, maps, confs):
             mh, mw = m.shape
             # the valid window in output coordinates (outputs may be smaller than inputs)
             sy, sx = mh / ih, mw / iw
             win = m[int(round(top * sy)) : int(round((top + nh) * sy)), int(round(left * sx)) : int(round((left + nw) * sx))]
-            out.append((upsample(win, im, self.manifest.upsample), None if c is None else float(c)))
+            out.append((win, None if c is None else float(c)))
         return out
 
 

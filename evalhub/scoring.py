@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -147,17 +147,18 @@ def score_batch(ctx: ScoreContext, batch: list[dict[str, Any]]) -> list[dict[str
             except BadInput as exc:
                 notes.append(f"matting ground truth unreadable ({exc.reason}): matting errors skipped")
                 alpha = trimap = None
+        pred = prob >= 0.5
+        pred_px = int(np.count_nonzero(pred))
         row: dict[str, Any] = {"sample_key": s["sample_key"], "split": s.get("split"), "has_subject": bool(s["has_subject"]),
                                "image_path": s["image_path"], "mask_path": s["mask_path"],
                                "height": gt.shape[0], "width": gt.shape[1], "prediction_resized": resized,
-                               "pred_area_fraction": float((prob >= 0.5).mean())}
+                               "pred_area_fraction": pred_px / pred.size}
         prob_u8 = np.round(prob * 255).astype(np.uint8)
         if s["has_subject"]:
             row.update(M.image_metrics(prob, gt, alpha, trimap, ctx.bound_th, ctx.dilation_ratio))
-            row.update(subject_metrics(prob >= 0.5, gt, SubjectSpec(**ctx.subjects)))
+            row.update(subject_metrics(pred, gt, SubjectSpec(**ctx.subjects)))
             # pixel counts for the pooled (all pixels of the dataset as one) numbers; exact integers
-            pred_px = int(round(row["pred_area_fraction"] * gt.size))
-            row.update({"pred_px": pred_px, "true_px": int(cv2.countNonZero(gt.view(np.uint8))),
+            row.update({"pred_px": pred_px, "true_px": int(np.count_nonzero(gt)),
                         "tp_px": int(round(row["precision"] * pred_px)) if pred_px else 0})
             if ctx.sod:
                 values, e_curve, f_curve = _sod_scorer().image(prob_u8, gt)
@@ -244,7 +245,7 @@ def score(
         "boundary_tolerance": bound_th, "boundary_iou_dilation_ratio": dilation_ratio,
         "target_precision": target_precision, "min_n": min_n, "n_boot": n_boot, "seed": seed,
         "threshold": rel["threshold"], "intersections": intersections, "allow_missing": allow_missing, "sod": sod,
-        "subjects": {"min_area": subjects.min_area, "opening": subjects.opening, "connectivity": subjects.connectivity},
+        "subjects": asdict(subjects),
     }
     try:
         ensure_folder(out)

@@ -32,9 +32,6 @@ import cv2
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-METHODS = ("bilinear", "guided", "matting")
-
-
 class UpsampleSpec(BaseModel):
     """``upsample:`` of a release manifest.
 

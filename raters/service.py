@@ -110,6 +110,43 @@ def _token_hash(token: str) -> str:
 
 # --- accounts (operator) ------------------------------------------------------------------------
 
+def _user(s: Any, name: str) -> Rater:
+    """The account ``name`` in ORM session ``s``.
+
+    Raises:
+        NotFound: no such user.
+    """
+    r = s.scalar(select(Rater).where(Rater.name == name))
+    if r is None:
+        raise NotFound(f"no user named {name!r}")
+    return r
+
+
+def _campaign(conn: Any, name: str) -> Any:
+    """``(id, created_at, closed_at)`` of the campaign ``name`` (a session or a connection).
+
+    Raises:
+        NotFound: no such campaign.
+    """
+    row = conn.execute(select(Campaign.id, Campaign.created_at, Campaign.closed_at).where(Campaign.name == name)).first()
+    if row is None:
+        raise NotFound(f"campaign {name!r} does not exist")
+    return row
+
+
+def _owned(row: Any, p: Principal, what: str, admins_too: bool = False) -> None:
+    """Check that ``row`` (with ``rater_id``) exists and is the caller's (or the caller is an admin
+    when ``admins_too``).
+
+    Raises:
+        NotFound: ``row`` is None. AccessDenied: another rater's.
+    """
+    if row is None:
+        raise NotFound(f"{what} does not exist")
+    if row.rater_id != p.id and not (admins_too and p.is_admin):
+        raise AccessDenied(f"{what} belongs to another rater")
+
+
 def add_user(engine: Engine, name: str, password: str, role: str = "rater") -> int:
     """Create an account; the password is stored as an argon2id hash (argon2-cffi defaults).
 
@@ -140,9 +177,7 @@ def disable_user(engine: Engine, name: str) -> None:
         NotFound: no such user.
     """
     with session_scope(engine) as s:
-        r = s.scalar(select(Rater).where(Rater.name == name))
-        if r is None:
-            raise NotFound(f"no user named {name!r}")
+        r = _user(s, name)
         r.active = False
         s.execute(update(RaterSession).where(RaterSession.rater_id == r.id).values(revoked=True))
 
@@ -156,9 +191,7 @@ def reset_password(engine: Engine, name: str, password: str) -> None:
     if len(password) < 8:
         raise ValueError(f"user {name!r}: the password must have at least 8 characters")
     with session_scope(engine) as s:
-        r = s.scalar(select(Rater).where(Rater.name == name))
-        if r is None:
-            raise NotFound(f"no user named {name!r}")
+        r = _user(s, name)
         r.password_hash = _hasher().hash(password)
         s.execute(update(RaterSession).where(RaterSession.rater_id == r.id).values(revoked=True))
 
@@ -172,9 +205,7 @@ def set_role(engine: Engine, name: str, role: str) -> None:
     if role not in ROLES:
         raise ValueError(f"role must be one of {ROLES}, got {role!r}")
     with session_scope(engine) as s:
-        r = s.scalar(select(Rater).where(Rater.name == name))
-        if r is None:
-            raise NotFound(f"no user named {name!r}")
+        r = _user(s, name)
         if r.role == "admin" and role != "admin":
             admins = s.scalar(select(func.count()).select_from(Rater).where(Rater.role == "admin", Rater.active.is_(True), Rater.id != r.id))
             if not admins:
@@ -228,12 +259,10 @@ def close_campaign(engine: Engine, token: str | None, campaign: str) -> bool:
     """
     require_admin(engine, token)
     with session_scope(engine) as s:
-        c = s.scalar(select(Campaign).where(Campaign.name == campaign))
-        if c is None:
-            raise NotFound(f"campaign {campaign!r} does not exist")
+        c = _campaign(s, campaign)
         if c.closed_at is not None:
             return False
-        c.closed_at = _now()
+        s.execute(update(Campaign).where(Campaign.id == c.id).values(closed_at=_now()))
         return True
 
 
@@ -251,12 +280,7 @@ def reassign_open_items(engine: Engine, token: str | None, campaign: str, rater:
     """
     require_admin(engine, token)
     with session_scope(engine) as s:
-        c = s.scalar(select(Campaign).where(Campaign.name == campaign))
-        if c is None:
-            raise NotFound(f"campaign {campaign!r} does not exist")
-        r = s.scalar(select(Rater).where(Rater.name == rater))
-        if r is None:
-            raise NotFound(f"no user named {rater!r}")
+        c, r = _campaign(s, campaign), _user(s, rater)
         if r.active:
             raise ValueError(f"{rater!r} is active: disable the account before moving their items")
         mine = s.scalars(select(Assignment).join(CampaignItem, CampaignItem.id == Assignment.item_id)
@@ -588,10 +612,7 @@ def edit_rating(engine: Engine, token: str | None, rating_id: int, answer: dict[
             .join(CampaignItem, CampaignItem.id == Rating.item_id).join(Campaign, Campaign.id == CampaignItem.campaign_id)
             .where(Rating.id == rating_id)
         ).first()
-        if row is None:
-            raise NotFound(f"rating {rating_id} does not exist")
-        if row.rater_id != p.id:
-            raise AccessDenied(f"rating {rating_id} belongs to another rater")
+        _owned(row, p, f"rating {rating_id}")
         if row.closed_at is not None:
             raise ValueError(f"campaign {row.campaign!r} is closed: its answers are final")
         new = _answer_values(row, validate_answer(row.kind, answer))
@@ -620,10 +641,7 @@ def _store(engine: Engine, p: Principal, assignment_id: int, answer: dict[str, A
                 .outerjoin(Rating, Rating.assignment_id == Assignment.id)
                 .where(Assignment.id == assignment_id)
             ).first()
-            if row is None:
-                raise NotFound(f"assignment {assignment_id} does not exist")
-            if row.rater_id != p.id:
-                raise AccessDenied(f"assignment {assignment_id} belongs to another rater")
+            _owned(row, p, f"assignment {assignment_id}")
             if row.rating_id is not None:
                 return {"rating_id": row.rating_id, "created": False}
             values: dict[str, Any] = {"assignment_id": assignment_id, "rater_id": p.id, "item_id": row.item_id, "seconds": seconds,
@@ -685,10 +703,7 @@ def report_problem(engine: Engine, token: str | None, assignment_id: int, reason
     with engine.begin() as conn:
         row = conn.execute(select(Assignment.rater_id, Assignment.problem, Rating.id.label("rating_id"))
                            .outerjoin(Rating, Rating.assignment_id == Assignment.id).where(Assignment.id == assignment_id)).first()
-        if row is None:
-            raise NotFound(f"assignment {assignment_id} does not exist")
-        if row.rater_id != p.id:
-            raise AccessDenied(f"assignment {assignment_id} belongs to another rater")
+        _owned(row, p, f"assignment {assignment_id}")
         if row.rating_id is not None:
             raise ValueError(f"assignment {assignment_id} is already answered; its rating stands")
         reported = row.problem is None
@@ -709,9 +724,7 @@ def problems(engine: Engine, token: str | None, campaign: str) -> list[dict[str,
     """
     require_admin(engine, token)
     with engine.connect() as conn:
-        cid = conn.execute(select(Campaign.id).where(Campaign.name == campaign)).scalar()
-        if cid is None:
-            raise NotFound(f"campaign {campaign!r} does not exist")
+        cid = _campaign(conn, campaign).id
         rows = conn.execute(
             select(Assignment.id, Rater.name, Sample.sample_key, Assignment.problem, Assignment.problem_at)
             .join(CampaignItem, CampaignItem.id == Assignment.item_id).join(Sample, Sample.id == CampaignItem.sample_id)
@@ -863,10 +876,7 @@ def _results_state(engine: Engine, campaign: str) -> tuple[Any, ...]:
         NotFound: no such campaign.
     """
     with engine.connect() as conn:
-        found = conn.execute(select(Campaign.id, Campaign.created_at).where(Campaign.name == campaign)).first()
-        if found is None:
-            raise NotFound(f"campaign {campaign!r} does not exist")
-        cid, created = found
+        cid, created, _ = _campaign(conn, campaign)
         n_r, last = conn.execute(select(func.count(Rating.id), func.max(Rating.id)).join(CampaignItem, CampaignItem.id == Rating.item_id)
                                  .where(CampaignItem.campaign_id == cid)).one()
         n_rev = conn.execute(select(func.count(RatingRevision.id)).join(Rating, Rating.id == RatingRevision.rating_id)
