@@ -343,7 +343,8 @@ def calibrate_cmd(
     except (RunNotFound, ValueError, ArithmeticError, KeyError) as exc:
         _fail(str(exc).strip("'\""))
     b, a = res.before, res.after
-    typer.echo(f"{res.release}: {method} calibration of {res.base} on {res.n} images ({res.n_acceptable} acceptable), {folds}-fold cross-fitted")
+    typer.echo(f"{res.release}: {method} calibration of {res.base} on {res.n} images ({res.n_acceptable} acceptable), {folds}-fold cross-fitted"
+               + ("" if res.created else " (this very fit was already stored as that revision; nothing new registered)"))
     typer.echo(f"  ECE   {b['ece']:.4f} -> {a['ece']:.4f}   Brier {b['brier']:.4f} -> {a['brier']:.4f}   AURC {b['aurc']:.4f} -> {a['aurc']:.4f}")
     if res.threshold is None:
         typer.echo(f"  no calibrated threshold reaches precision {res.target_precision}; the old threshold is kept")

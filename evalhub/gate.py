@@ -180,6 +180,7 @@ class ReleaseCalibration:
         n, n_acceptable: images used.
         before, after: gate numbers (``ece``, ``brier``, ``aurc``) of the raw scores and of the
             cross-fitted calibrated scores, both on the run's images (``after`` is out-of-sample).
+        created: False when the same fit was already stored as that revision (nothing new).
         threshold: the smallest calibrated score whose accepted images reach ``target_precision``
             (on the cross-fitted scores; None when no threshold does), with its bootstrap 95 % CI
             ``threshold_ci`` over images.
@@ -196,6 +197,7 @@ class ReleaseCalibration:
     threshold: float | None
     threshold_ci: tuple[float, float] | None
     folds: int
+    created: bool = True
 
 
 def _gate_numbers(conf: np.ndarray, y: np.ndarray) -> dict[str, float]:
@@ -256,7 +258,7 @@ def calibrate_release(engine: Any, run: Any, method: str, folds: int = 5, target
     reg = register_release(engine, rel["name"], rel["kind"], rel["path"], threshold if threshold is not None else rel["threshold"],
                            manifest=manifest, version=rel["version"], confidence_proxy=rel["confidence_proxy"], content=rel["content_hash"])
     return ReleaseCalibration(f"{reg.name}@{reg.revision}", rt.record.release, cal, int(conf.size), int(y.sum()), before, after,
-                              target_precision, threshold, ci, folds)
+                              target_precision, threshold, ci, folds, reg.created)
 
 
 def release_calibrator(manifest: dict[str, Any] | None) -> GateCalibrator | None:
