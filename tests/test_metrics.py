@@ -170,12 +170,26 @@ def test_bit_packed_morphology_equals_opencv():
             else:
                 moved[:, : max(0, shape[1] + s)] = m[:, -s:]
             np.testing.assert_array_equal(B.unpack(B.shift_x(packed, s), shape[1]), moved)
-        for r in (0, 1, 2, 5, 12, 40):
+        # the pair below shares the words per row with m but not its height: stacked runs must
+        # neither reach each other nor carry bits across rows through the guard words
+        other = (rng.random((shape[0] // 2 + 3, shape[1])) < 0.02).astype(np.uint8)
+        other_packed = B.pack(other)
+        for r in (0, 1, 2, 5, 12, 40, 70):
             want = cv2.dilate(m, M.euclidean_disk(r), borderType=cv2.BORDER_CONSTANT, borderValue=0)
             np.testing.assert_array_equal(B.unpack(B.dilate_disk(packed, r), shape[1]), want)
+            want_other = cv2.dilate(other, M.euclidean_disk(r), borderType=cv2.BORDER_CONSTANT, borderValue=0)
+            got, got_other = B.dilate_disk_many([packed, other_packed], r)
+            np.testing.assert_array_equal(B.unpack(got, shape[1]), want)
+            np.testing.assert_array_equal(B.unpack(got_other, shape[1]), want_other)
         for half in (1, 4, 29, 70):
-            want = cv2.erode(m, np.ones((2 * half + 1, 2 * half + 1), np.uint8), borderType=cv2.BORDER_CONSTANT, borderValue=0)
+            square = np.ones((2 * half + 1, 2 * half + 1), np.uint8)
+            want = cv2.erode(m, square, borderType=cv2.BORDER_CONSTANT, borderValue=0)
             np.testing.assert_array_equal(B.unpack(B.erode_square(packed, half), shape[1]), want)
+            full = np.ones_like(other)  # erodes from the frame's edge only
+            got, got_full = B.erode_square_many([packed, B.pack(full)], half)
+            np.testing.assert_array_equal(B.unpack(got, shape[1]), want)
+            want_full = cv2.erode(full, square, borderType=cv2.BORDER_CONSTANT, borderValue=0)
+            np.testing.assert_array_equal(B.unpack(got_full, shape[1]), want_full)
 
 
 def test_boundary_iou_by_hand():
