@@ -12,6 +12,7 @@ import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import timezone
 from typing import Any
 
 import pandas as pd
@@ -20,8 +21,8 @@ from sqlalchemy import delete as sa_delete
 
 from db.engine import session_scope
 from db.models import (
-    Assignment, Campaign, CampaignItem, Dataset, DatasetAttribute, MetricValue, Rating, RatingRevision, Release, Run, Sample, SampleAttribute,
-    Score,
+    Assignment, Campaign, CampaignItem, Dataset, DatasetAttribute, MetricValue, Rater, Rating, RatingRevision, Release, Run, Sample,
+    SampleAttribute, Score, TruthVersion,
 )
 
 PROVENANCES = ("annotated", "self-reported", "estimated", "derived")
@@ -461,6 +462,8 @@ class Dependents:
         runs: run folders that score it (for a run: itself).
         campaigns: names of the campaigns over those runs.
         n_items, n_assignments, n_ratings: campaign items, assignments and ratings of those campaigns.
+        n_corrections: raters' corrected ground-truth masks of a dataset's samples
+            (:class:`db.models.TruthVersion`; a run or release has none: corrections belong to the photo).
     """
 
     kind: str
@@ -470,12 +473,15 @@ class Dependents:
     n_items: int = 0
     n_assignments: int = 0
     n_ratings: int = 0
+    n_corrections: int = 0
 
     def describe(self) -> str:
         """One line: what depends on it."""
         parts = [f"{len(self.runs)} run(s)" + (f" {self.runs[:5]}" if self.runs else "")]
         parts.append(f"{len(self.campaigns)} campaign(s)" + (f" {self.campaigns[:5]}" if self.campaigns else ""))
         parts.append(f"{self.n_ratings} rating(s)")
+        if self.n_corrections:
+            parts.append(f"{self.n_corrections} ground-truth correction(s)")
         return ", ".join(parts)
 
 
@@ -512,6 +518,9 @@ def _dependents(session: Any, kind: str, ref: str | int) -> tuple[Any, Dependent
     if item_ids:
         dep.n_assignments = session.scalar(select(func.count()).select_from(Assignment).where(Assignment.item_id.in_(item_ids)))
         dep.n_ratings = session.scalar(select(func.count()).select_from(Rating).where(Rating.item_id.in_(item_ids)))
+    if kind == "dataset":
+        dep.n_corrections = session.scalar(select(func.count()).select_from(TruthVersion).join(Sample, Sample.id == TruthVersion.sample_id)
+                                           .where(Sample.dataset_id == row.id))
     return row, dep, run_ids, camp_ids
 
 
@@ -526,7 +535,8 @@ def dependents(engine: Engine, kind: str, ref: str | int) -> Dependents:
 
 
 class DeleteRefused(RuntimeError):
-    """A delete that would remove ratings without ``with_ratings`` (the message lists them)."""
+    """A delete that would remove ratings or ground-truth corrections without ``with_ratings`` (the
+    message lists them)."""
 
 
 def delete(engine: Engine, kind: str, ref: str | int, with_ratings: bool = False) -> Dependents:
@@ -536,19 +546,19 @@ def delete(engine: Engine, kind: str, ref: str | int, with_ratings: bool = False
     Files are never touched: run and build folders stay where they are.
 
     Args:
-        with_ratings: allow deleting ratings; without it a delete that would remove any rating is
-            refused.
+        with_ratings: allow deleting what raters made (ratings, and a dataset's ground-truth
+            corrections); without it such a delete is refused.
 
     Returns:
         What was deleted.
 
     Raises:
         KeyError: nothing of that kind under ``ref``.
-        DeleteRefused: ratings depend on it and ``with_ratings`` is False.
+        DeleteRefused: ratings or corrections depend on it and ``with_ratings`` is False.
     """
     with session_scope(engine) as session:
         row, dep, run_ids, camp_ids = _dependents(session, kind, ref)
-        if dep.n_ratings and not with_ratings:
+        if (dep.n_ratings or dep.n_corrections) and not with_ratings:
             raise DeleteRefused(f"{kind} {dep.ref} has {dep.describe()}; nothing deleted (allow deleting the ratings explicitly)")
         if camp_ids:
             items = select(CampaignItem.id).where(CampaignItem.campaign_id.in_(camp_ids))
@@ -564,6 +574,7 @@ def delete(engine: Engine, kind: str, ref: str | int, with_ratings: bool = False
             session.execute(sa_delete(Run).where(Run.id.in_(run_ids)))
         if kind == "dataset":
             samples = select(Sample.id).where(Sample.dataset_id == row.id)
+            session.execute(sa_delete(TruthVersion).where(TruthVersion.sample_id.in_(samples)))
             session.execute(sa_delete(SampleAttribute).where(SampleAttribute.sample_id.in_(samples)))
             session.execute(sa_delete(Sample).where(Sample.dataset_id == row.id))
             session.execute(sa_delete(DatasetAttribute).where(DatasetAttribute.dataset_id == row.id))
@@ -571,3 +582,60 @@ def delete(engine: Engine, kind: str, ref: str | int, with_ratings: bool = False
         elif kind == "release":
             session.execute(sa_delete(Release).where(Release.id == row.id))
         return dep
+
+
+# --- corrected ground truth -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TruthVersionInfo:
+    """A corrected ground-truth mask (:class:`db.models.TruthVersion`) as readers need it.
+
+    Attributes:
+        sample_key: the sample.
+        version: 2, 3, ... (the dataset's own mask file is version 1).
+        rater: who corrected it; created_at: when (ISO 8601, UTC).
+        campaign: the correction campaign; base: what the rater started from.
+        snapped: the edited edges were snapped to the photo's edges.
+        mask_png: the mask, an 8-bit PNG (0 / 255) at the photo's size.
+    """
+
+    sample_key: str
+    version: int
+    rater: str
+    created_at: str
+    campaign: str | None
+    base: str
+    snapped: bool
+    mask_png: bytes
+
+
+def truth_versions(engine: Engine, dataset: str, newest_only: bool = True) -> dict[str, list[TruthVersionInfo]]:
+    """The corrected ground truth of a dataset revision (``name`` or ``name@N``), by sample key.
+
+    Args:
+        newest_only: only each sample's newest version (a one-item list); else every version,
+            oldest first.
+
+    Returns:
+        ``{sample_key: [TruthVersionInfo, ...]}``; samples without a correction are absent.
+
+    Raises:
+        KeyError: no such dataset.
+    """
+    with session_scope(engine) as session:
+        ds = _resolve(session, Dataset, dataset, "dataset")
+        rows = session.execute(
+            select(Sample.sample_key, TruthVersion, Rater.name).join(Sample, Sample.id == TruthVersion.sample_id)
+            .join(Rater, Rater.id == TruthVersion.rater_id).where(Sample.dataset_id == ds.id)
+            .order_by(Sample.sample_key, TruthVersion.version)
+        ).all()
+        out: dict[str, list[TruthVersionInfo]] = {}
+        for key, tv, rater in rows:
+            created = tv.created_at if tv.created_at.tzinfo else tv.created_at.replace(tzinfo=timezone.utc)
+            info = TruthVersionInfo(key, tv.version, rater, created.isoformat(), tv.campaign, tv.base, tv.snapped, bytes(tv.mask_png))
+            if newest_only:
+                out[key] = [info]
+            else:
+                out.setdefault(key, []).append(info)
+        return out

@@ -12,6 +12,9 @@ revisions add releases, runs, per-sample scores, campaigns, raters and ratings, 
   cascade: those foreign keys are ``ON DELETE RESTRICT``; deleting is the explicit
   :func:`db.catalog.delete` in dependency order. Parts of one record (a dataset's samples and
   attributes, a run's scores and metric values, a rater's login sessions) still go with it.
+
+Revision ``0006`` adds ``truth_versions``: raters' corrections of a sample's ground-truth mask, each
+a new version (the dataset's own mask file is version 1), with who made it and when.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -316,3 +319,35 @@ class RatingRevision(Base):
     rating_id: Mapped[int] = mapped_column(ForeignKey("ratings.id", ondelete="RESTRICT"), nullable=False, index=True)
     answer: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
     replaced_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+
+class TruthVersion(Base):
+    """A corrected ground-truth mask of one sample: version ``n >= 2`` (the dataset's own mask file
+    is version 1), never replaced; a new correction adds ``n + 1``.
+
+    ``mask_png``: the mask as an 8-bit PNG (0 background, 255 subject) at the photo's size
+    (``width`` x ``height``). ``rater_id`` and ``created_at``: who made it and when. ``campaign``,
+    ``assignment_id``: the correction campaign and assignment it came from (kept as values, so
+    deleting that campaign's run keeps the correction). ``base``: what the rater started from
+    (``prediction`` of the campaign's run, or ``truth vN``); ``strokes``: the brush strokes as
+    drawn, in photo pixels; ``snapped``: the edited edges were snapped to the photo's edges
+    (:func:`raters.corrections.snap_to_edges`).
+    """
+
+    __tablename__ = "truth_versions"
+    __table_args__ = (UniqueConstraint("sample_id", "version", name="uq_truth_version"),
+                      UniqueConstraint("assignment_id", name="uq_truth_version_assignment"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sample_id: Mapped[int] = mapped_column(ForeignKey("samples.id", ondelete="RESTRICT"), nullable=False, index=True)
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+    mask_png: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    width: Mapped[int] = mapped_column(Integer, nullable=False)
+    height: Mapped[int] = mapped_column(Integer, nullable=False)
+    rater_id: Mapped[int] = mapped_column(ForeignKey("raters.id", ondelete="RESTRICT"), nullable=False, index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    campaign: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    assignment_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    base: Mapped[str] = mapped_column(String(64), nullable=False)
+    strokes: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)
+    snapped: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)

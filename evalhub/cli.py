@@ -206,6 +206,7 @@ def score_cmd(
     min_subject_area: float = typer.Option(0.005, "--min-subject-area", min=0.0, max=1.0,
                                            help="smallest subject for Panoptic Quality, as a fraction of the image"),
     subject_opening: int = typer.Option(1, "--subject-opening", min=0, help="radius (px) of the opening that cleans masks before subjects are split"),
+    truth: str = typer.Option("original", "--truth", help="original (the dataset's masks) or corrected (raters' newest corrections where made)"),
     no_progress: bool = typer.Option(False, "--no-progress"),
     database_url: Optional[str] = DB_OPT,
 ) -> None:
@@ -222,7 +223,7 @@ def score_cmd(
             bound_th=float(boundary_px) if boundary_px else DAVIS_BOUND_TH, target_precision=target_precision,
             min_n=min_n, intersections=intersections, split=split, limit=limit, allow_missing=allow_missing,
             workers=workers, executor=executor, ray_address=ray_address, seed=seed, progress=not no_progress, sod=sod,
-            subjects=SubjectSpec(min_subject_area, subject_opening),
+            subjects=SubjectSpec(min_subject_area, subject_opening), truth=truth,
         )
     except (KeyError, ScoreError, ReleaseError, FileNotFoundError) as exc:
         _fail(str(exc).strip("'\""))

@@ -38,10 +38,13 @@ from evalhub.stats import N_BOOT, bootstrap_mean
 from evalhub.subjects import SubjectSpec, pooled_quality, subject_metrics
 from synth.executors import chunk, default_workers, register, run_units
 from synth.folders import FolderError, Marker, ensure_folder, foreign_entries, locked, read_marker, write_marker
-from synth.io import BadInput, atomic_write_bytes, atomic_write_text, encode_png, read_rgb
+from synth.io import BadInput, atomic_write_bytes, atomic_write_text, decode_png_mask, encode_png, read_rgb
 
 MODULE = "evalhub.scoring"
 SUMMARY_METRICS = R.names(level=R.IMAGE, summary=True)
+
+
+TRUTHS = ("original", "corrected")
 
 
 class ScoreError(ValueError):
@@ -108,7 +111,10 @@ def score_batch(ctx: ScoreContext, batch: list[dict[str, Any]]) -> list[dict[str
     loaded, results = [], []
     for s in batch:
         try:
-            gt = read_mask(root / s["mask_path"], ctx.mask_encoding)
+            if s.get("truth_png") is not None:  # a rater's corrected ground truth (``--truth corrected``)
+                gt = decode_png_mask(s["truth_png"], f"{s['sample_key']} ground truth v{s['truth_version']}")
+            else:
+                gt = read_mask(root / s["mask_path"], ctx.mask_encoding)
             image = read_rgb(root / s["image_path"]) if ctx.release_kind == "onnx" else None
         except BadInput as exc:
             results.append(_quarantine(s, exc.path, exc.reason))
@@ -209,6 +215,7 @@ def score(
     progress: bool = True,
     sod: bool = False,
     subjects: SubjectSpec = SubjectSpec(),
+    truth: str = "original",
 ) -> ScoreResult:
     """Score ``release`` on ``dataset`` into the folder ``out`` and the catalog.
 
@@ -228,6 +235,10 @@ def score(
             max and mean E- and F-measure (``summary["sod"]``); about 19 ms more per ECSSD photo.
         subjects: how prediction and truth split into subjects for Panoptic Quality
             (:mod:`evalhub.subjects`); the dataset-level PQ, SQ, RQ are in ``summary["subjects"]``.
+        truth: ``original`` (the dataset's mask files) or ``corrected``: each sample's newest
+            ground-truth correction by raters where it has one (:func:`db.catalog.truth_versions`),
+            its mask file elsewhere. The versions used are in the run's settings
+            (``truth_versions``: sample key -> version), so a run is tied to the ground truth it saw.
 
     Raises:
         KeyError: unknown release or dataset.
@@ -235,11 +246,23 @@ def score(
             confidences from a model (ids listed), nothing left to score.
         ReleaseError: the ONNX model does not match its manifest.
     """
-    from db.catalog import dataset_samples, get_release
+    from db.catalog import dataset_samples, get_release, truth_versions
 
+    if truth not in TRUTHS:
+        raise ScoreError(f"--truth must be one of {', '.join(TRUTHS)}, got {truth!r}")
     out = Path(out).resolve()
     rel = get_release(engine, release)
     ds, samples = dataset_samples(engine, dataset)
+    used: dict[str, int] = {}
+    if truth == "corrected":
+        newest = truth_versions(engine, f"{ds['name']}@{ds['revision']}")
+        samples = [dict(s) for s in samples]
+        for s in samples:
+            tv = newest.get(s["sample_key"])
+            if tv:
+                s["truth_png"], s["truth_version"] = tv[0].mask_png, tv[0].version
+                s["has_subject"] = bool(decode_png_mask(tv[0].mask_png, f"{s['sample_key']} ground truth v{tv[0].version}").any())
+                used[s["sample_key"]] = tv[0].version
     settings = {
         "release": f"{rel['name']}@{rel['revision']}", "dataset": f"{ds['name']}@{ds['revision']}", "split": split, "limit": limit, "accept_iou": accept_iou,
         "boundary_tolerance": bound_th, "boundary_iou_dilation_ratio": dilation_ratio,
@@ -247,6 +270,8 @@ def score(
         "threshold": rel["threshold"], "intersections": intersections, "allow_missing": allow_missing, "sod": sod,
         "subjects": asdict(subjects),
     }
+    if truth != "original":  # absent for the original truth, so earlier runs keep their identity
+        settings["truth"], settings["truth_versions"] = truth, used
     try:
         ensure_folder(out)
         with locked(out):

@@ -41,6 +41,9 @@ GOLD_CLEAN_IOU = 0.95
 GOLD_AB_GAP = 0.3
 
 
+CORRECTION_STARTS = ("prediction", "truth")
+
+
 class CampaignError(ValueError):
     """A campaign that cannot be created as asked (the message names the run, option or count)."""
 
@@ -210,8 +213,10 @@ def _run(s, path: str | Path) -> Run:
 
 def create_campaign(engine: Engine, name: str, runs: Sequence[str | Path], n_items: int, raters_per_item: int = 3,
                     n_gold: int = 0, stratify: Sequence[str] | None = None, raters: Sequence[str] | None = None,
-                    seed: int = 0, gold_file: str | Path | None = None) -> dict[str, Any]:
-    """Create a campaign over one run (single extractions) or two runs of one dataset (blind A/B).
+                    seed: int = 0, gold_file: str | Path | None = None, correct: str | None = None) -> dict[str, Any]:
+    """Create a campaign over one run (single extractions) or two runs of one dataset (blind A/B),
+    or a correction campaign over one run (``correct``), where raters correct a mask with a brush
+    and each correction becomes a new version of the sample's ground truth.
 
     Args:
         runs: one or two ``evalhub score`` run folders registered in the catalog.
@@ -221,6 +226,9 @@ def create_campaign(engine: Engine, name: str, runs: Sequence[str | Path], n_ite
         stratify: attributes whose values make the strata (default ``area_bucket`` when the run has
             it, else none).
         raters: rater names (default: every active account with role ``rater``).
+        correct: make a correction campaign starting from ``prediction`` (the run's mask at 0.5)
+            or ``truth`` (the sample's newest ground truth). Items are drawn as for single
+            extractions (towards the gate threshold and metric disagreements); no gold items.
 
     Returns:
         ``{"id", "name", "kind", "items", "gold", "assignments", "gold_rate"}``; ``gold_rate`` is the
@@ -231,6 +239,9 @@ def create_campaign(engine: Engine, name: str, runs: Sequence[str | Path], n_ite
     """
     if len(runs) not in (1, 2):
         raise CampaignError(f"give one --run (single extractions) or two (A/B), got {len(runs)}")
+    if correct is not None and (correct not in CORRECTION_STARTS or len(runs) != 1 or n_gold or gold_file):
+        raise CampaignError(f"a correction campaign takes one --run, no gold items, and starts from one of {CORRECTION_STARTS}, "
+                            f"got {len(runs)} run(s), start {correct!r}")
     ab = len(runs) == 2
     with session_scope(engine) as s:
         run_rows = [_run(s, r) for r in runs]
@@ -260,9 +271,12 @@ def create_campaign(engine: Engine, name: str, runs: Sequence[str | Path], n_ite
     settings = {"runs": [str(Path(r).resolve()) for r in runs], "n_items": n_items, "n_gold": int(chosen["is_gold"].sum()),
                 "stratify": list(stratify), "seed": seed, "gold_file": str(gold_file) if gold_file else None,
                 "weights": "1 + 2 exp(-|c - t| / 0.1) + 2 d", "raters": [n for _, n in rater_rows]}
+    if correct is not None:
+        settings["start"] = correct
+    kind = "correct" if correct is not None else "ab" if ab else "single"
     try:
         with session_scope(engine) as s:
-            camp = Campaign(name=name, kind="ab" if ab else "single", run_a_id=run_ids[0], run_b_id=run_ids[1] if ab else None,
+            camp = Campaign(name=name, kind=kind, run_a_id=run_ids[0], run_b_id=run_ids[1] if ab else None,
                             raters_per_item=raters_per_item, settings=settings)
             s.add(camp)
             s.flush()

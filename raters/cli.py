@@ -18,7 +18,9 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 user_app = typer.Typer(add_completion=False, no_args_is_help=True, help="Accounts.")
 campaign_app = typer.Typer(add_completion=False, no_args_is_help=True, help="Campaigns.")
 app.add_typer(user_app, name="user")
+corrections_app = typer.Typer(add_completion=False, no_args_is_help=True, help="Raters' ground-truth corrections.")
 app.add_typer(campaign_app, name="campaign")
+app.add_typer(corrections_app, name="corrections")
 DB_OPT = typer.Option(None, "--database-url", help="catalog URL [default: $DATABASE_URL, else sqlite:///liftlab.db]")
 
 
@@ -98,20 +100,42 @@ def campaign_create(
     stratify: Optional[str] = typer.Option(None, "--stratify", help="a,b: attributes whose values are the strata [default: area_bucket]"),
     raters: Optional[str] = typer.Option(None, "--raters", help="names [default: every active rater]"),
     seed: int = typer.Option(0, "--seed"),
+    correct: Optional[str] = typer.Option(None, "--correct", help="a correction campaign starting from 'prediction' or 'truth'"),
     database_url: Optional[str] = DB_OPT,
 ) -> None:
     """Draw items from evalhub runs (stratified, weighted towards the gate threshold and metric
-    disagreements, with gold items) and assign each to k distinct raters."""
+    disagreements, with gold items) and assign each to k distinct raters. With --correct, raters
+    correct the masks with a brush; each correction is a new version of the photo's ground truth."""
     from raters.campaigns import CampaignError, create_campaign
 
     try:
         res = create_campaign(_engine(database_url), name, [str(r) for r in run], items, raters_per_item, gold,
                               None if stratify is None else [s for s in stratify.split(",") if s],
-                              None if raters is None else [s for s in raters.split(",") if s], seed, gold_file)
+                              None if raters is None else [s for s in raters.split(",") if s], seed, gold_file, correct)
     except (CampaignError, FileNotFoundError) as exc:
         _fail(str(exc))
     typer.echo(f"campaign {name} ({res['kind']}): {res['items']} items + {res['gold']} gold, {res['assignments']} assignments, "
                f"gold rate {res['gold_rate']:.1%} of a rater's queue")
+
+
+@corrections_app.command("export")
+def corrections_export(
+    dataset: str = typer.Option(..., "--dataset", help="dataset name (or name@N)"),
+    out: Path = typer.Option(..., "--out", help="folder to write images/, masks/ and corrections.csv into"),
+    database_url: Optional[str] = DB_OPT,
+) -> None:
+    """Write a dataset's newest ground-truth corrections as a foreground folder for synth
+    (kind: image_mask, metadata: corrections.csv)."""
+    from raters.corrections import ExportError, export_corrections
+
+    try:
+        res = export_corrections(_engine(database_url), dataset, out)
+    except (KeyError, ExportError) as exc:
+        _fail(str(exc).strip("'\""))
+    if res.reused:
+        typer.echo(f"{res.out} already holds these {res.n} corrections; nothing written")
+    else:
+        typer.echo(f"{res.n} corrected photo(s) written to {res.out}")
 
 
 @campaign_app.command("list")

@@ -19,7 +19,7 @@ import pandas as pd
 from sqlalchemy import Engine, select
 
 from db.engine import session_scope
-from db.models import Assignment, Campaign, CampaignItem, Dataset, Rater, Rating, Release, Run, Sample
+from db.models import Assignment, Campaign, CampaignItem, Dataset, Rater, Rating, Release, Run, Sample, TruthVersion
 from evalhub.calibration import ece, reliability_diagram
 from evalhub.runs import read_run
 from evalhub.scoring import _jsonable
@@ -94,7 +94,7 @@ def ratings_frame(engine: Engine, campaign: str) -> tuple[dict[str, Any], pd.Dat
                 "is_gold": item.is_gold, "gold_answer": item.gold_answer, "stratum": item.stratum,
                 "overall": r.overall, "edge": r.edge, "completeness": r.completeness, "background_leak": r.background_leak,
                 "artifacts": r.artifacts, "would_use": r.would_use, "choice": r.choice, "reasons": r.reasons,
-                "winner": runs[r.winner_run_id][1] if r.winner_run_id else (None if c.kind == "single" else "tie"),
+                "winner": runs[r.winner_run_id][1] if r.winner_run_id else (None if c.kind != "ab" else "tie"),
                 "winner_run_id": r.winner_run_id, "left": runs[item.left_run_id][1] if item.left_run_id else None,
                 "comment": r.comment, "seconds": r.seconds, "submitted_at": r.submitted_at,
             })
@@ -312,6 +312,9 @@ def campaign_results(engine: Engine, campaign: str, n_boot: int = 1000, seed: in
         NotFound: no such campaign.
     """
     info, r = ratings_frame(engine, campaign)
+    if info["kind"] == "correct":
+        return _jsonable({"campaign": info, "n_ratings": int(len(r)), "progress": progress_table(engine, campaign),
+                          "time_on_task": time_outliers(r), "corrections": correction_summary(engine, info)})
     out: dict[str, Any] = {"campaign": info, "n_ratings": int(len(r)), "progress": progress_table(engine, campaign),
                            "gold_accuracy": gold_accuracy(r, info["kind"]), "time_on_task": time_outliers(r),
                            "krippendorff_alpha": krippendorff_alphas(r, info["kind"]) if len(r) else {}}
@@ -429,3 +432,61 @@ def export(engine: Engine, campaign: str, out: str | Path, n_boot: int = 1000, s
         items.to_parquet(paths["items_parquet"], index=False)
     paths["results"].write_text(json.dumps(campaign_results(engine, campaign, n_boot, seed), indent=2, default=str))
     return paths
+
+
+def _mask_iou(a: np.ndarray, b: np.ndarray) -> float:
+    union = np.count_nonzero(a | b)
+    return 1.0 if union == 0 else np.count_nonzero(a & b) / union
+
+
+def correction_summary(engine: Engine, info: dict[str, Any]) -> dict[str, Any]:
+    """What a correction campaign changed: per correction, the IoU of the corrected mask with the
+    dataset's own mask (version 1) and the IoU of the run's prediction (at 0.5) with each; their
+    means; and, where several raters corrected one photo, their mean pairwise IoU (agreement).
+
+    Returns:
+        ``{"n", "rows": [{sample_key, rater, version, base, snapped, iou_with_original,
+        pred_iou_original, pred_iou_corrected}], "mean_iou_with_original", "mean_pred_iou_original",
+        "mean_pred_iou_corrected", "agreement": {"n_photos", "mean_pairwise_iou"}}``.
+    """
+    from evalhub.datasets import read_mask
+    from evalhub.releases import read_probability
+    from raters.corrections import png_to_mask
+    from raters.render import fit_alpha
+    from synth.io import BadInput
+
+    with session_scope(engine) as s:
+        q = (select(TruthVersion, Sample.sample_key, Sample.mask_path, Dataset.root, Dataset.info, Rater.name)
+             .join(Sample, Sample.id == TruthVersion.sample_id).join(Dataset, Dataset.id == Sample.dataset_id)
+             .join(Rater, Rater.id == TruthVersion.rater_id).where(TruthVersion.campaign == info["name"]).order_by(TruthVersion.id))
+        found = [(tv.version, bytes(tv.mask_png), tv.base, tv.snapped, key, mask_path, root, dinfo, rater)
+                 for tv, key, mask_path, root, dinfo, rater in s.execute(q)]
+    rows, by_photo = [], {}
+    for version, png, base, snapped, key, mask_path, root, dinfo, rater in found:
+        corrected = png_to_mask(png)
+        by_photo.setdefault(key, []).append(corrected)
+        row: dict[str, Any] = {"sample_key": key, "rater": rater, "version": version, "base": base, "snapped": snapped,
+                               "iou_with_original": None, "pred_iou_original": None, "pred_iou_corrected": None}
+        try:
+            original = read_mask(Path(root) / mask_path, (dinfo or {}).get("mask_encoding", "0-255")) if mask_path else None
+            prob = read_probability(str(Path(info["run_a"]["path"]) / "predictions" / "masks" / f"{key}.png"), "probability")
+            pred = fit_alpha(prob, corrected.shape) >= 0.5
+        except BadInput:
+            original, pred = None, None
+        if original is not None and original.shape == corrected.shape:
+            row["iou_with_original"] = _mask_iou(corrected, original)
+            if pred is not None:
+                row["pred_iou_original"] = _mask_iou(pred, original)
+        if pred is not None:
+            row["pred_iou_corrected"] = _mask_iou(pred, corrected)
+        rows.append(row)
+
+    def mean(k: str) -> float | None:
+        v = [r[k] for r in rows if r[k] is not None]
+        return float(np.mean(v)) if v else None
+
+    pairs = [_mask_iou(m[i], m[j]) for m in by_photo.values() for i in range(len(m)) for j in range(i + 1, len(m))]
+    return {"n": len(rows), "rows": rows, "mean_iou_with_original": mean("iou_with_original"),
+            "mean_pred_iou_original": mean("pred_iou_original"), "mean_pred_iou_corrected": mean("pred_iou_corrected"),
+            "agreement": {"n_photos": sum(len(m) > 1 for m in by_photo.values()),
+                          "mean_pairwise_iou": float(np.mean(pairs)) if pairs else None}}

@@ -31,7 +31,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 
 from db.engine import session_scope
-from db.models import Assignment, Campaign, CampaignItem, Dataset, Rater, RaterSession, Rating, RatingRevision, Run, Sample
+from db.models import Assignment, Campaign, CampaignItem, Dataset, Rater, RaterSession, Rating, RatingRevision, Run, Sample, TruthVersion
+from raters.corrections import Stroke
 
 ROLES = ("rater", "admin")
 SESSION_HOURS = float(os.environ.get("LIFTLAB_SESSION_HOURS", "8"))
@@ -504,14 +505,36 @@ class ABAnswer(BaseModel):
         return clean_text(v, "comment")
 
 
-def validate_answer(kind: str, answer: dict[str, Any]) -> SingleAnswer | ABAnswer:
-    """Check a submitted form.
+MAX_STROKES = 500
+
+
+class CorrectionAnswer(BaseModel):
+    """A corrected mask: brush strokes over the item's starting mask (:mod:`raters.corrections`),
+    whether to snap the edited edges to the photo's edges, and a comment."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    strokes: list[Stroke] = Field(default_factory=list, max_length=MAX_STROKES)
+    snap: bool = False
+    comment: str | None = Field(None, max_length=MAX_COMMENT)
+
+    @field_validator("comment")
+    @classmethod
+    def _clean(cls, v: str | None) -> str | None:
+        return clean_text(v, "comment")
+
+
+Answer = SingleAnswer | ABAnswer | CorrectionAnswer
+
+
+def validate_answer(kind: str, answer: dict[str, Any]) -> Answer:
+    """Check a submitted form (``kind``: the campaign's, ``single``, ``ab`` or ``correct``).
 
     Raises:
         ValueError: a missing or out-of-range field, named (``overall: Input should be less than or
             equal to 5``).
     """
-    model = ABAnswer if kind == "ab" else SingleAnswer
+    model = {"ab": ABAnswer, "correct": CorrectionAnswer}.get(kind, SingleAnswer)
     try:
         return model.model_validate(answer)
     except ValidationError as exc:
@@ -580,9 +603,12 @@ ANSWER_FIELDS = ("overall", "edge", "completeness", "background_leak", "artifact
 """The columns of a rating that hold the rater's answer (what an edit replaces)."""
 
 
-def _answer_values(row: Any, a: SingleAnswer | ABAnswer) -> dict[str, Any]:
+def _answer_values(row: Any, a: Answer) -> dict[str, Any]:
     """A validated answer as rating columns; ``row`` has the campaign's ``run_a_id``, ``run_b_id``
-    and the item's ``left_run_id`` (an A/B choice is stored as shown and as the winning run)."""
+    and the item's ``left_run_id`` (an A/B choice is stored as shown and as the winning run). A
+    correction's rating holds its comment; the mask is a :class:`TruthVersion`."""
+    if isinstance(a, CorrectionAnswer):
+        return {"comment": a.comment}
     if isinstance(a, ABAnswer):
         right = row.run_b_id if row.left_run_id == row.run_a_id else row.run_a_id
         return {"comment": a.comment, "choice": a.choice, "reasons": list(a.reasons),
@@ -615,6 +641,9 @@ def edit_rating(engine: Engine, token: str | None, rating_id: int, answer: dict[
         _owned(row, p, f"rating {rating_id}")
         if row.closed_at is not None:
             raise ValueError(f"campaign {row.campaign!r} is closed: its answers are final")
+        if row.kind == "correct":
+            raise ValueError(f"rating {rating_id} is a correction, stored as a ground-truth version: correct the photo again "
+                             "in a new correction campaign instead")
         new = _answer_values(row, validate_answer(row.kind, answer))
         old = {f: getattr(row, f) for f in ANSWER_FIELDS}
         conn.execute(insert(RatingRevision).values(rating_id=rating_id, answer=old, replaced_at=_now()))
@@ -631,29 +660,156 @@ def _existing(engine: Engine, assignment_id: int) -> int | None:
 def _store(engine: Engine, p: Principal, assignment_id: int, answer: dict[str, Any], seconds: float | None) -> dict[str, Any]:
     if seconds is not None and not seconds >= 0:
         raise ValueError(f"seconds must be >= 0, got {seconds}")
+    correction = None
+    with engine.connect() as conn:
+        kind = conn.execute(select(Campaign.kind).join(CampaignItem, CampaignItem.campaign_id == Campaign.id)
+                            .join(Assignment, Assignment.item_id == CampaignItem.id).where(Assignment.id == assignment_id)).scalar()
+    if kind == "correct":  # the photo and starting mask are read before the transaction opens
+        start = _correction_start(engine, p, assignment_id)
+        a = validate_answer(kind, answer)
+        correction = (start, _corrected_mask(start, a))
+    for attempt in range(3):  # a version number taken by another rater's correction of the photo: take the next
+        try:
+            with engine.begin() as conn:
+                row = conn.execute(
+                    select(Assignment.rater_id, Assignment.item_id, Campaign.kind, Campaign.run_a_id, Campaign.run_b_id,
+                           CampaignItem.left_run_id, Rating.id.label("rating_id"))
+                    .join(CampaignItem, CampaignItem.id == Assignment.item_id)
+                    .join(Campaign, Campaign.id == CampaignItem.campaign_id)
+                    .outerjoin(Rating, Rating.assignment_id == Assignment.id)
+                    .where(Assignment.id == assignment_id)
+                ).first()
+                _owned(row, p, f"assignment {assignment_id}")
+                if row.rating_id is not None:
+                    return {"rating_id": row.rating_id, "created": False}
+                values: dict[str, Any] = {"assignment_id": assignment_id, "rater_id": p.id, "item_id": row.item_id, "seconds": seconds,
+                                          "submitted_at": _now(), **_answer_values(row, validate_answer(row.kind, answer))}
+                rid = conn.execute(insert(Rating).values(**values).returning(Rating.id)).scalar_one()
+                conn.execute(update(Assignment).where(Assignment.id == assignment_id).values(done=True))
+                if correction is not None:
+                    _store_truth_version(conn, p, assignment_id, *correction)
+                return {"rating_id": rid, "created": True}
+        except IntegrityError:  # the same assignment submitted at the same moment: the first one stands
+            existing = _existing(engine, assignment_id)
+            if existing is not None:
+                return {"rating_id": existing, "created": False}
+            if correction is None or attempt == 2:
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+# --- corrections ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CorrectionStart:
+    """What a correction item starts from.
+
+    Attributes:
+        assignment_id: the assignment.
+        sample_id, sample_key: the photo.
+        photo: the photo's path.
+        mask: ``(H, W)`` bool starting mask at the photo's size.
+        base: ``prediction`` (the campaign run's map at 0.5) or ``truth vN`` (the newest ground
+            truth when the item was opened).
+        campaign: the campaign's name.
+    """
+
+    assignment_id: int
+    sample_id: int
+    sample_key: str
+    photo: str
+    mask: Any
+    base: str
+    campaign: str
+
+
+def _correction_start(engine: Engine, p: Principal, assignment_id: int) -> CorrectionStart:
+    import numpy as np
+
+    from evalhub.datasets import read_mask
+    from evalhub.releases import read_probability
+    from raters.corrections import png_to_mask
+    from raters.render import fit_alpha
+    from synth.io import BadInput, read_rgb
+
+    with engine.connect() as conn:
+        row = conn.execute(
+            select(Assignment.rater_id, Campaign.kind, Campaign.name, Campaign.settings, Sample.id.label("sample_id"), Sample.sample_key,
+                   Sample.image_path, Sample.mask_path, Dataset.root, Dataset.info, _RunA.path.label("run_path"))
+            .join(CampaignItem, CampaignItem.id == Assignment.item_id).join(Campaign, Campaign.id == CampaignItem.campaign_id)
+            .join(Sample, Sample.id == CampaignItem.sample_id).join(Dataset, Dataset.id == Sample.dataset_id)
+            .join(_RunA, _RunA.id == Campaign.run_a_id).where(Assignment.id == assignment_id)
+        ).first()
+        _owned(row, p, f"assignment {assignment_id}")
+        if row.kind != "correct":
+            raise ValueError(f"assignment {assignment_id} is not a correction")
+        newest = conn.execute(select(TruthVersion.version, TruthVersion.mask_png).where(TruthVersion.sample_id == row.sample_id)
+                              .order_by(TruthVersion.version.desc()).limit(1)).first()
+    photo = str(Path(row.root) / row.image_path)
     try:
-        with engine.begin() as conn:
-            row = conn.execute(
-                select(Assignment.rater_id, Assignment.item_id, Campaign.kind, Campaign.run_a_id, Campaign.run_b_id,
-                       CampaignItem.left_run_id, Rating.id.label("rating_id"))
-                .join(CampaignItem, CampaignItem.id == Assignment.item_id)
-                .join(Campaign, Campaign.id == CampaignItem.campaign_id)
-                .outerjoin(Rating, Rating.assignment_id == Assignment.id)
-                .where(Assignment.id == assignment_id)
-            ).first()
-            _owned(row, p, f"assignment {assignment_id}")
-            if row.rating_id is not None:
-                return {"rating_id": row.rating_id, "created": False}
-            values: dict[str, Any] = {"assignment_id": assignment_id, "rater_id": p.id, "item_id": row.item_id, "seconds": seconds,
-                                      "submitted_at": _now(), **_answer_values(row, validate_answer(row.kind, answer))}
-            rid = conn.execute(insert(Rating).values(**values).returning(Rating.id)).scalar_one()
-            conn.execute(update(Assignment).where(Assignment.id == assignment_id).values(done=True))
-            return {"rating_id": rid, "created": True}
-    except IntegrityError:  # the same assignment submitted at the same moment: the first one stands
-        existing = _existing(engine, assignment_id)
-        if existing is None:
-            raise
-        return {"rating_id": existing, "created": False}
+        h, w = read_rgb(photo).shape[:2]
+        if (row.settings or {}).get("start", "prediction") == "prediction":
+            prob = read_probability(str(Path(row.run_path) / "predictions" / "masks" / f"{row.sample_key}.png"), "probability")
+            mask, base = fit_alpha(prob, (h, w)) >= 0.5, "prediction"
+        elif newest is not None:
+            mask, base = png_to_mask(newest.mask_png), f"truth v{newest.version}"
+        else:
+            mask = read_mask(Path(row.root) / row.mask_path, (row.info or {}).get("mask_encoding", "0-255"))
+            base = "truth v1"
+    except BadInput as exc:
+        raise ValueError(f"item of assignment {assignment_id} cannot be shown: {exc.reason}") from None
+    if mask.shape != (h, w):
+        raise ValueError(f"item of assignment {assignment_id}: mask {mask.shape[1]}x{mask.shape[0]} does not fit the photo {w}x{h}")
+    return CorrectionStart(assignment_id, row.sample_id, row.sample_key, photo, np.asarray(mask, bool), base, row.name)
+
+
+def correction_start(engine: Engine, token: str | None, assignment_id: int) -> CorrectionStart:
+    """The photo and starting mask of one of the caller's correction items.
+
+    Raises:
+        AccessDenied: not logged in, or another rater's assignment.
+        NotFound: no such assignment.
+        ValueError: not a correction item, or its photo or starting mask cannot be read (named).
+    """
+    return _correction_start(engine, authenticate(engine, token), assignment_id)
+
+
+def _corrected_mask(start: CorrectionStart, a: Answer) -> tuple[Any, bool, list[dict[str, Any]]]:
+    from raters.corrections import apply_strokes, snap_to_edges
+    from synth.io import read_rgb
+
+    assert isinstance(a, CorrectionAnswer)
+    edited = apply_strokes(start.mask, a.strokes)
+    if a.snap and a.strokes:
+        edited = snap_to_edges(read_rgb(start.photo), edited, edited != start.mask)
+    return edited, bool(a.snap and a.strokes), [s.model_dump() for s in a.strokes]
+
+
+def corrected_mask(engine: Engine, token: str | None, assignment_id: int, answer: dict[str, Any]) -> Any:
+    """The mask a correction answer would store, for the page's preview (nothing is stored).
+
+    Returns:
+        ``(H, W)`` bool mask.
+
+    Raises:
+        as :func:`correction_start`; ValueError: an invalid answer (fields named).
+    """
+    start = correction_start(engine, token, assignment_id)
+    return _corrected_mask(start, validate_answer("correct", answer))[0]
+
+
+def _store_truth_version(conn: Any, p: Principal, assignment_id: int, start: CorrectionStart,
+                         result: tuple[Any, bool, list[dict[str, Any]]]) -> int:
+    from raters.corrections import mask_to_png
+
+    mask, snapped, strokes = result
+    version = 1 + (conn.execute(select(func.max(TruthVersion.version)).where(TruthVersion.sample_id == start.sample_id)).scalar() or 1)
+    h, w = mask.shape
+    conn.execute(insert(TruthVersion).values(
+        sample_id=start.sample_id, version=version, mask_png=mask_to_png(mask), width=w, height=h, rater_id=p.id, created_at=_now(),
+        campaign=start.campaign, assignment_id=assignment_id, base=start.base, strokes=strokes, snapped=snapped))
+    return version
 
 
 def submit(engine: Engine, token: str | None, assignment_id: int, answer: dict[str, Any], seconds: float | None = None) -> dict[str, Any]:
@@ -756,7 +912,7 @@ def submit_and_next(engine: Engine, token: str | None, assignment_id: int, answe
 
 def _rating_dict(r: Rating, camp: Campaign, key: str) -> dict[str, Any]:
     return {
-        "editable": camp.closed_at is None,
+        "editable": camp.closed_at is None and camp.kind != "correct",
         "rating_id": r.id, "campaign": camp.name, "kind": camp.kind, "sample_key": key, "overall": r.overall, "edge": r.edge,
         "completeness": r.completeness, "background_leak": r.background_leak, "artifacts": r.artifacts, "would_use": r.would_use,
         "choice": r.choice, "reasons": r.reasons, "comment": r.comment, "seconds": r.seconds,

@@ -25,7 +25,7 @@ from synth.io import atomic_write_text
 
 MARKER = ".liftlab-folder.json"
 LOCK = ".liftlab.lock"
-KINDS = ("build", "run", "lift")
+KINDS = ("build", "run", "lift", "corrections")
 STATES = ("writing", "complete")
 
 
@@ -38,8 +38,8 @@ class Marker:
     """What a liftlab folder holds.
 
     Attributes:
-        kind: ``"build"`` (a ``synth build``), ``"run"`` (an ``evalhub score`` run) or ``"lift"``
-            (``evalhub lift`` cut-outs).
+        kind: ``"build"`` (a ``synth build``), ``"run"`` (an ``evalhub score`` run), ``"lift"``
+            (``evalhub lift`` cut-outs) or ``"corrections"`` (``raters corrections export``).
         command: the command line's name, e.g. ``"synth build"``.
         identity: what makes the content what it is (a build's recipe fingerprint and dataset name;
             a run's release, dataset and settings).

@@ -189,6 +189,19 @@ def encode_png(gray: np.ndarray) -> bytes:
     return buf.tobytes()
 
 
+def decode_png_mask(data: bytes, what: str) -> np.ndarray:
+    """The ``(H, W)`` bool mask of an 8-bit grey PNG holding 0 and 255 (subject where > 127), as
+    the catalog stores corrected ground truth (:class:`db.models.TruthVersion`).
+
+    Raises:
+        BadInput: the bytes are no 8-bit single-channel image (``what`` names them).
+    """
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if img is None or img.ndim != 2 or img.dtype != np.uint8:
+        raise BadInput(what, "stored mask is no 8-bit grey PNG")
+    return img > 127
+
+
 def sha256_bytes(data: bytes) -> str:
     """Hex SHA-256 of ``data``."""
     return hashlib.sha256(data).hexdigest()

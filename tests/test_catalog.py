@@ -19,9 +19,10 @@ def test_migrations_create_the_schema(catalog_url):
     engine = db.connect(catalog_url)
     tables = set(inspect(engine).get_table_names())
     assert {"datasets", "dataset_attributes", "samples", "sample_attributes", "releases", "runs", "scores", "raters",
-            "rater_sessions", "campaigns", "campaign_items", "assignments", "ratings", "metric_values", "alembic_version"} <= tables
+            "rater_sessions", "campaigns", "campaign_items", "assignments", "ratings", "metric_values", "rating_revisions",
+            "truth_versions", "alembic_version"} <= tables
     with engine.connect() as c:
-        assert c.execute(text("select version_num from alembic_version")).scalar() == "0005"
+        assert c.execute(text("select version_num from alembic_version")).scalar() == "0006"
     db.connect(catalog_url)  # idempotent
 
 

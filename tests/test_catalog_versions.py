@@ -224,7 +224,7 @@ def test_upgrading_a_catalog_of_the_previous_schema_keeps_its_data(tmp_path):
         assert c.execute("select version_num from alembic_version").fetchone()[0] == "0003"
     engine = db.connect(f"sqlite:///{path}")
     with engine.connect() as c:
-        assert c.execute(text("select version_num from alembic_version")).scalar() == "0005"
+        assert c.execute(text("select version_num from alembic_version")).scalar() == "0006"
         for t, n in old.items():
             assert c.execute(text(f"select count(*) from {t}")).scalar() == n, t
         iou = dict(c.execute(text("select score_id, value from metric_values where metric = 'iou'")).all())
@@ -277,7 +277,7 @@ def test_upgrading_a_postgres_catalog_of_the_previous_schema(pg_url):
         old_iou = dict(c.execute(text("select id, iou from scores")).all())
     db.upgrade(engine)
     with engine.connect() as c:
-        assert c.execute(text("select version_num from alembic_version")).scalar() == "0005"
+        assert c.execute(text("select version_num from alembic_version")).scalar() == "0006"
         assert c.execute(text("select count(*) from ratings")).scalar() == n_ratings == 14
         assert dict(c.execute(text("select score_id, value from metric_values where metric = 'iou'")).all()) == old_iou
         with pytest.raises(IntegrityError):
