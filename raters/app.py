@@ -11,7 +11,7 @@ import pandas as pd
 import streamlit as st
 
 import db
-from raters import charts
+from raters import charts, components
 from raters import service as S
 from raters.render import PLAIN_BACKGROUNDS, checkerboard, composite, crop_locator, fit_alpha, overlay, uncertain_boxes, zoomed_crops
 
@@ -103,27 +103,36 @@ def login_page() -> None:
             st.error(str(exc))
             return
         st.session_state.pop("current", None)
+        st.session_state.pop("logged_out", None)
         st.rerun()
 
 
-def _show_single(item: dict, rgb: np.ndarray, alpha: np.ndarray) -> None:
+PHONE_CSS = """
+<style>
+/* photo and cut-out stay side by side on a phone; the form follows right under them */
+.st-key-pair [data-testid="stHorizontalBlock"] { flex-wrap: nowrap !important; }
+.st-key-pair [data-testid="stColumn"] { min-width: 0 !important; }
+</style>
+"""
+
+
+def _more_views(rgb: np.ndarray, alpha: np.ndarray) -> None:
+    """The cut-out on plain backgrounds, the mask overlay and the boundary close-ups, below the form."""
     h, w = rgb.shape[:2]
-    c1, c2 = st.columns(2)
-    c1.image(rgb, caption="photo", width="stretch")
-    c2.image(composite(rgb, alpha, checkerboard(h, w)), caption="cut-out", width="stretch")
-    cols = st.columns(len(PLAIN_BACKGROUNDS))
-    for col, (name, colour) in zip(cols, PLAIN_BACKGROUNDS.items()):
-        col.image(composite(rgb, alpha, colour), caption=f"on {name}", width="stretch")
-    left, right = st.columns(2)
-    opacity = left.slider("Mask overlay opacity", 0.0, 1.0, 0.5, 0.05, key="opacity")
-    left.image(overlay(rgb, alpha, opacity), caption="mask overlay", width="stretch")
-    boxes = uncertain_boxes(fit_alpha(alpha, (h, w)))
-    crops = zoomed_crops(rgb, alpha)
-    if crops:
-        right.caption("Most uncertain parts of the boundary, zoomed; where they are in the photo:")
-        right.image(crop_locator(rgb, boxes), width="stretch")
-        for i, crop in enumerate(crops, 1):
-            right.image(crop, caption=f"{i}", width="stretch")
+    with st.expander("More views: plain backgrounds, mask overlay, boundary close-ups", expanded=True):
+        cols = st.columns(len(PLAIN_BACKGROUNDS))
+        for col, (name, colour) in zip(cols, PLAIN_BACKGROUNDS.items()):
+            col.image(composite(rgb, alpha, colour), caption=f"on {name}", width="stretch")
+        left, right = st.columns(2)
+        opacity = left.slider("Mask overlay opacity", 0.0, 1.0, 0.5, 0.05, key="opacity")
+        left.image(overlay(rgb, alpha, opacity), caption="mask overlay", width="stretch")
+        boxes = uncertain_boxes(fit_alpha(alpha, (h, w)))
+        crops = zoomed_crops(rgb, alpha)
+        if crops:
+            right.caption("Most uncertain parts of the boundary, zoomed; where they are in the photo:")
+            right.image(crop_locator(rgb, boxes), width="stretch")
+            for i, crop in enumerate(crops, 1):
+                right.image(crop, caption=f"{i}", width="stretch")
 
 
 def _single_form(item: dict) -> dict | None:
@@ -163,6 +172,10 @@ def _ab_form(item: dict) -> dict | None:
     return {"choice": choice, "reasons": reasons, "comment": comment or None}
 
 
+def _shortcut_help(kind: str) -> None:
+    st.caption(components.SHORTCUTS_AB if kind == "ab" else components.SHORTCUTS_SINGLE)
+
+
 def rate_page(token: str) -> None:
     notice = st.session_state.pop("notice", None)
     if notice:
@@ -175,40 +188,53 @@ def rate_page(token: str) -> None:
         st.session_state["current"] = S.next_item(engine(), token)
         st.session_state["shown_at"] = time.monotonic()
     item = st.session_state["current"]
+    answered = st.session_state.get("answered", [])
     if item is None:
+        components.form_helper("none", "single", clear=answered, shortcuts=False)
         st.success("Your queue is empty. Thank you!")
         return
     st.caption(f"{md_escape(item['campaign'])}: item {item['done'] + 1} of {item['total']}")
     with st.expander("Rubric: what each answer means"):
         st.markdown(RUBRIC)
+    st.html(PHONE_CSS)
     rgb = _read_rgb(item["image"])
     if rgb is None:  # never show the server's path: the rater can skip, the admin sees the report
         st.error("This item's photo cannot be shown.")
         _skip_button(token, item, "the photo cannot be shown")
         return
-    if item["kind"] == "ab":
+    if item["kind"] == "correct":
+        answer = _correct_item(token, item, rgb)
+    elif item["kind"] == "ab":
         a, b = _read_alpha(item["prediction_a"]), _read_alpha(item["prediction_b"])
         if a is None or b is None:
             st.error("A cut-out of this item cannot be shown.")
             _skip_button(token, item, "a cut-out cannot be shown")
             return
         h, w = rgb.shape[:2]
-        st.image(rgb, caption="photo", width="stretch")
-        ca, cb = st.columns(2)
-        ca.image(composite(rgb, a, checkerboard(h, w)), caption="A", width="stretch")
-        cb.image(composite(rgb, b, checkerboard(h, w)), caption="B", width="stretch")
-        opacity = st.slider("Mask overlay opacity", 0.0, 1.0, 0.5, 0.05, key="opacity")
-        ca.image(overlay(rgb, a, opacity), caption="A overlay", width="stretch")
-        cb.image(overlay(rgb, b, opacity), caption="B overlay", width="stretch")
+        with st.container(key="pair"):
+            components.zoom_pan([("photo", rgb), ("A", composite(rgb, a, checkerboard(h, w))), ("B", composite(rgb, b, checkerboard(h, w)))],
+                                item["assignment_id"], key="viewer")
+        _shortcut_help("ab")
         answer = _ab_form(item)
+        components.form_helper(item["assignment_id"], "ab", clear=answered)
+        with st.expander("Mask overlays", expanded=True):
+            opacity = st.slider("Mask overlay opacity", 0.0, 1.0, 0.5, 0.05, key="opacity")
+            ca, cb = st.columns(2)
+            ca.image(overlay(rgb, a, opacity), caption="A overlay", width="stretch")
+            cb.image(overlay(rgb, b, opacity), caption="B overlay", width="stretch")
     else:
         alpha = _read_alpha(item["prediction"])
         if alpha is None:
             st.error("This item's cut-out cannot be shown.")
             _skip_button(token, item, "the cut-out cannot be shown")
             return
-        _show_single(item, rgb, alpha)
+        h, w = rgb.shape[:2]
+        with st.container(key="pair"):
+            components.zoom_pan([("photo", rgb), ("cut-out", composite(rgb, alpha, checkerboard(h, w)))], item["assignment_id"], key="viewer")
+        _shortcut_help("single")
         answer = _single_form(item)
+        components.form_helper(item["assignment_id"], "single", clear=answered)
+        _more_views(rgb, alpha)
     with st.expander("Report a problem with this item"):
         reason = st.text_input("What is wrong?", key=f"problem_{item['assignment_id']}")
         if st.button("Skip this item and report it", key=f"report_{item['assignment_id']}"):
@@ -221,6 +247,7 @@ def rate_page(token: str) -> None:
         st.error(str(exc))
         return
     st.session_state["last_rating"] = res["rating_id"]
+    st.session_state["answered"] = [item["assignment_id"]]  # its browser draft is dropped on the next page
     if res["created"]:
         st.session_state["saved"] = f"Saved your answer to item {item['done'] + 1} of {item['total']}."
     else:
@@ -231,9 +258,43 @@ def rate_page(token: str) -> None:
     st.session_state["shown_at"] = time.monotonic()
     if res["next"] is None:
         st.session_state["queue_done"] = True
-    for q in ("q_overall", "q_edge", "q_completeness", "q_leak", "q_artifacts", "q_use", "q_comment", "q_choice", "q_reasons", "q_ab_comment"):
+    for q in ("q_overall", "q_edge", "q_completeness", "q_leak", "q_artifacts", "q_use", "q_comment", "q_choice", "q_reasons", "q_ab_comment",
+              "q_snap", "q_fix_comment"):
         st.session_state.pop(f"{q}_{item['assignment_id']}", None)
     st.rerun()
+
+
+def _correct_item(token: str, item: dict, rgb: np.ndarray) -> dict | None:
+    """The correction page: the brush over the starting mask, the stored result previewed."""
+    k = item["assignment_id"]
+    try:
+        start = S.correction_start(engine(), token, k)
+    except ValueError:
+        st.error("This item's starting mask cannot be shown.")
+        _skip_button(token, item, "the starting mask cannot be shown")
+        return None
+    st.write(f"Correct the mask (starting from the {md_escape(start.base)}): **Add** paints subject, **Erase** removes it. "
+             "Keys: A add, E erase, P pan, Z undo; wheel or +/- to zoom.")
+    strokes = components.brush_editor(rgb, start.mask, k, key=f"brush_{k}")
+    snap = st.checkbox("Snap the edited edges to the photo's edges", key=f"q_snap_{k}")
+    comment = st.text_input("Comment (optional)", key=f"q_fix_comment_{k}")
+    answer = {"strokes": strokes, "snap": snap, "comment": comment or None}
+    try:
+        result = S.corrected_mask(engine(), token, k, answer)
+    except ValueError as exc:
+        st.error(str(exc))
+        return None
+    h, w = rgb.shape[:2]
+    changed = int(np.count_nonzero(result != start.mask))
+    st.caption(f"What will be stored: {len(strokes)} stroke(s), {changed} pixel(s) changed"
+               f"{', edges snapped' if snap and strokes else ''}.")
+    with st.container(key="pair"):
+        c1, c2 = st.columns(2)
+        c1.image(composite(rgb, start.mask.astype(np.float32), checkerboard(h, w)), caption="before", width="stretch")
+        c2.image(composite(rgb, result.astype(np.float32), checkerboard(h, w)), caption="after (stored)", width="stretch")
+    if st.button("Save correction", key=f"save_{k}", type="primary"):
+        return answer
+    return None
 
 
 def _report(token: str, item: dict, reason: str) -> None:
@@ -430,18 +491,25 @@ def results_page(token: str) -> None:
 def main() -> None:
     st.set_page_config(page_title="liftlab raters", layout="wide")
     token = st.session_state.get("token")
+    if token is None and not st.session_state.get("logged_out"):
+        token = components.cookie_token()  # a reload keeps the login (the server still checks the session)
     try:
         me = S.authenticate(engine(), token)
     except S.AccessDenied as exc:
-        if token:
+        if st.session_state.get("token"):
             st.warning(str(exc))
-            st.session_state.pop("token", None)
+        st.session_state.pop("token", None)
+        if token or st.session_state.get("logged_out"):
+            components.session_cookie(None, 0)
         login_page()
         return
+    st.session_state["token"] = token
+    components.session_cookie(token, int(S.SESSION_HOURS * 3600))
     st.sidebar.write(f"Logged in as **{md_escape(me.name)}** ({me.role})")
     if st.sidebar.button("Log out", key="logout"):
         S.logout(engine(), token)
         st.session_state.clear()
+        st.session_state["logged_out"] = True
         st.rerun()
     pages = {"Rate": rate_page, "My answers": answers_page}
     if me.is_admin:
@@ -451,6 +519,5 @@ def main() -> None:
         pages[choice](token)
     except S.AccessDenied as exc:
         st.error(str(exc))
-
 
 main()

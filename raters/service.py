@@ -45,8 +45,9 @@ ARTIFACTS = ("holes", "halo", "missing_thin", "extra_object")
 AB_REASONS = ("edges", "completeness", "background", "artifacts", "other")
 MAX_COMMENT = 2000
 MAX_NAME = 100
-THROTTLE_FREE_FAILURES = 5
-"""Consecutive failed logins (per account name and per client) before the backoff starts."""
+THROTTLE_FREE_FAILURES = int(os.environ.get("LIFTLAB_THROTTLE_FREE_FAILURES", "5"))
+"""Consecutive failed logins (per account name and per client) before the backoff starts
+(``LIFTLAB_THROTTLE_FREE_FAILURES``, default 5)."""
 THROTTLE_MAX_SECONDS = 15 * 60
 AUTH_LOG = logging.getLogger("liftlab.raters.auth")
 

@@ -1,5 +1,9 @@
-"""A real browser: Playwright drives Debian's chromium against ``raters serve`` to log in as a rater
-and submit two ratings, which then appear in SQL."""
+"""A real browser: Playwright drives Debian's chromium against ``raters serve``: a rater logs in
+and submits ratings (by mouse and by keyboard), a reload keeps the login and the half-filled form,
+a second tab's answer is reported, a phone-width page shows photo and cut-out together with the
+form reachable, a brush correction is saved and read back as ground truth, login throttling and
+equal login timing hold, NUL input on PostgreSQL shows no traceback, and the CSV export
+neutralises formulas."""
 
 from __future__ import annotations
 
@@ -12,16 +16,20 @@ import time
 import urllib.request
 from pathlib import Path
 
+from contextlib import contextmanager
+
+import numpy as np
 import pytest
 from sqlalchemy import select
 
 from db.engine import session_scope
-from db.models import Rating
+from db.models import Rater, Rating, Run, TruthVersion
 from raters.campaigns import create_campaign
 from tests.helpers import add_raters, scored_catalog
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+SINGLE = {"overall": 4, "edge": 3, "completeness": "whole", "background_leak": "none", "artifacts": [], "would_use": True}
 QUESTIONS = {
     "Overall quality (1 = unusable, 5 = perfect)": ["4", "2"],
     "Edge quality (1-5)": ["3", "1"],
@@ -37,19 +45,19 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def server(tmp_path):
+def _need_chromium() -> None:
     if not Path(CHROMIUM).exists():
         if os.environ.get("LIFTLAB_REQUIRE_BROWSER"):
             pytest.fail(f"chromium is required but missing at {CHROMIUM} (apt-get install chromium)")
         pytest.skip(f"chromium not installed at {CHROMIUM} (apt-get install chromium)")
-    url = f"sqlite:///{tmp_path / 'catalog.db'}"
-    w = scored_catalog(url, tmp_path, n=12)
-    pw = add_raters(w["engine"], ["web"], admin=None)
-    create_campaign(w["engine"], "web", [w["runs"]["good"]], 3, 1, raters=["web"], seed=0)
+
+
+@contextmanager
+def _serve(url: str, env: dict[str, str] | None = None):
+    """``raters serve`` on a free port over the catalog ``url``; yields the app's URL."""
     port = _free_port()
     proc = subprocess.Popen([sys.executable, "-m", "raters.cli", "serve", "--port", str(port)], cwd=ROOT,
-                            env={**os.environ, "DATABASE_URL": url}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                            env={**os.environ, "DATABASE_URL": url, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         for _ in range(200):
             try:
@@ -61,45 +69,312 @@ def server(tmp_path):
                 time.sleep(0.25)
         else:
             raise RuntimeError("raters serve did not answer within 50 s")
-        yield {"url": f"http://127.0.0.1:{port}/", "engine": w["engine"], "password": pw["web"], "tmp": tmp_path}
+        yield f"http://127.0.0.1:{port}/"
     finally:
         proc.terminate()
         proc.wait(timeout=20)
 
 
-@pytest.mark.browser
-@pytest.mark.slow
-def test_rater_logs_in_and_submits_two_ratings_in_chromium(server):
-    from playwright.sync_api import expect, sync_playwright
+RATERS = ["web", "keys", "tabs", "phone", "fixer"]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """One server over a SQLite catalog of 12 ECSSD photos: a single-extraction campaign of 3 items
+    for each of :data:`RATERS` but ``fixer``, who has a correction campaign, and an admin ``boss``."""
+    _need_chromium()
+    tmp = tmp_path_factory.mktemp("browser")
+    url = f"sqlite:///{tmp / 'catalog.db'}"
+    w = scored_catalog(url, tmp, n=12)
+    pw = add_raters(w["engine"], RATERS, admin="boss")
+    for name in RATERS[:-1]:
+        create_campaign(w["engine"], name, [w["runs"]["good"]], 3, 1, raters=[name], seed=0)
+    create_campaign(w["engine"], "fix", [w["runs"]["good"]], 2, 1, raters=["fixer"], seed=0, correct="prediction")
+    with _serve(url) as app_url:
+        yield {"url": app_url, "engine": w["engine"], "passwords": pw, "tmp": tmp}
+
+
+@contextmanager
+def _browser(tmp, **context):
+    from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        ctx = browser.new_context(**context)
+        page = ctx.new_page()
         try:
-            page = browser.new_page()
-            page.goto(server["url"])
-            page.get_by_role("textbox", name="Name").fill("web")
-            page.get_by_role("textbox", name="Password").fill(server["password"])
-            page.get_by_role("button", name="Log in").click()
-            page.get_by_text("Logged in as").wait_for(timeout=60_000)
-            for n in range(2):
-                page.get_by_text(f"item {n + 1} of 3").wait_for(timeout=60_000)
-                for question, answers in QUESTIONS.items():
-                    group = page.get_by_role("radiogroup", name=question)
-                    # the previous item's form may still be on screen while the new one renders:
-                    # wait for the fresh, unanswered one, then check that the click took
-                    expect(group.locator("input:checked")).to_have_count(0, timeout=60_000)
-                    group.get_by_text(answers[n], exact=True).click()
-                    expect(group.locator("input:checked")).to_have_count(1, timeout=30_000)
-                page.get_by_role("textbox", name="Comment (optional)").fill(f"browser rating {n + 1}")
-                page.get_by_role("button", name="Submit rating").click()
-            page.get_by_text("item 3 of 3").wait_for(timeout=60_000)
+            yield ctx, page
         except Exception:
-            page.screenshot(path=str(server["tmp"] / "failure.png"), full_page=True)
+            page.screenshot(path=str(tmp / "failure.png"), full_page=True)
             print("page text at failure:", page.inner_text("body")[:3000])
             raise
         finally:
             browser.close()
+
+
+def _login(page, url: str, name: str, password: str) -> None:
+    page.goto(url)
+    page.get_by_role("textbox", name="Name").fill(name)
+    page.get_by_role("textbox", name="Password").fill(password)
+    page.get_by_role("button", name="Log in").click()
+    page.get_by_text("Logged in as").wait_for(timeout=60_000)
+
+
+def _ratings(engine, rater: str) -> list[tuple]:
+    with session_scope(engine) as s:
+        rows = s.execute(select(Rating).join(Rater, Rater.id == Rating.rater_id).where(Rater.name == rater).order_by(Rating.id)).scalars().all()
+        return [(r.overall, r.edge, r.completeness, r.background_leak, r.would_use, r.comment) for r in rows]
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_rater_logs_in_and_submits_two_ratings_in_chromium(server):
+    from playwright.sync_api import expect
+
+    with _browser(server["tmp"]) as (_, page):
+        _login(page, server["url"], "web", server["passwords"]["web"])
+        for n in range(2):
+            page.get_by_text(f"item {n + 1} of 3").wait_for(timeout=60_000)
+            expect(page.locator('img[alt^="cut-out "]')).to_be_visible(timeout=60_000)  # the zoom viewer's cut-out
+            for question, answers in QUESTIONS.items():
+                group = page.get_by_role("radiogroup", name=question)
+                # the previous item's form may still be on screen while the new one renders:
+                # wait for the fresh, unanswered one, then check that the click took
+                expect(group.locator("input:checked")).to_have_count(0, timeout=60_000)
+                group.get_by_text(answers[n], exact=True).click()
+                expect(group.locator("input:checked")).to_have_count(1, timeout=30_000)
+            page.get_by_role("textbox", name="Comment (optional)").fill(f"browser rating {n + 1}")
+            page.get_by_role("button", name="Submit rating").click()
+        page.get_by_text("item 3 of 3").wait_for(timeout=60_000)
+    assert _ratings(server["engine"], "web") == [(4, 3, "whole", "none", True, "browser rating 1"),
+                                                 (2, 1, "partly", "major", False, "browser rating 2")]
+
+
+def _checked(page, question: str):
+    return page.get_by_role("radiogroup", name=question).locator("input:checked")
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_keys_answer_and_a_reload_keeps_the_login_and_the_half_filled_form(server):
+    from playwright.sync_api import expect
+
+    overall, edge = "Overall quality (1 = unusable, 5 = perfect)", "Edge quality (1-5)"
+    with _browser(server["tmp"]) as (_, page):
+        _login(page, server["url"], "keys", server["passwords"]["keys"])
+        page.get_by_text("item 1 of 3").wait_for(timeout=60_000)
+        expect(page.get_by_role("radiogroup", name=overall)).to_be_visible(timeout=60_000)
+        page.wait_for_function("() => window.__liftlabForm && window.__liftlabForm.installed", timeout=60_000)
+        page.keyboard.press("4")
+        expect(_checked(page, overall)).to_have_count(1, timeout=30_000)
+        page.keyboard.press("3")
+        expect(_checked(page, edge)).to_have_count(1, timeout=30_000)
+        page.get_by_role("textbox", name="Comment (optional)").fill("typed before the reload")
+        page.reload()
+        page.get_by_text("Logged in as").wait_for(timeout=60_000)  # the login survived the reload
+        page.get_by_text("item 1 of 3").wait_for(timeout=60_000)
+        expect(_checked(page, overall)).to_have_count(1, timeout=30_000)  # so did the half-filled form
+        expect(_checked(page, edge)).to_have_count(1, timeout=30_000)
+        expect(page.get_by_role("textbox", name="Comment (optional)")).to_have_value("typed before the reload", timeout=30_000)
+        for key in ("1", "1", "1"):  # completeness whole, leak none, would use yes
+            page.keyboard.press(key)
+        expect(_checked(page, "Would you use this cut-out?")).to_have_count(1, timeout=30_000)
+        page.keyboard.press("Enter")
+        page.get_by_text("item 2 of 3").wait_for(timeout=60_000)
+    assert _ratings(server["engine"], "keys") == [(4, 3, "whole", "none", True, "typed before the reload")]
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_a_second_tabs_answer_is_reported_not_dropped_silently(server):
+    from playwright.sync_api import expect
+
+    with _browser(server["tmp"]) as (ctx, page):
+        _login(page, server["url"], "tabs", server["passwords"]["tabs"])
+        other = ctx.new_page()
+        other.goto(server["url"])  # the login cookie opens the second tab too
+        for tab in (page, other):
+            tab.get_by_text("item 1 of 3").wait_for(timeout=60_000)
+        for tab, answers in ((page, 0), (other, 1)):
+            for question, options in QUESTIONS.items():
+                group = tab.get_by_role("radiogroup", name=question)
+                group.get_by_text(options[answers], exact=True).click()
+                expect(group.locator("input:checked")).to_have_count(1, timeout=30_000)
+        page.get_by_role("button", name="Submit rating").click()
+        page.get_by_text("item 2 of 3").wait_for(timeout=60_000)
+        other.get_by_role("button", name="Submit rating").click()
+        other.get_by_text("This item was already answered").wait_for(timeout=60_000)
+    assert _ratings(server["engine"], "tabs") == [(4, 3, "whole", "none", True, None)]
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_a_phone_width_page_shows_photo_and_cut_out_together_with_the_form_reachable(server):
+    from playwright.sync_api import expect
+
+    with _browser(server["tmp"], viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True) as (_, page):
+        _login(page, server["url"], "phone", server["passwords"]["phone"])
+        photo, cut = page.locator('img[alt^="photo "]'), page.locator('img[alt^="cut-out "]')
+        expect(cut).to_be_visible(timeout=60_000)
+        page.wait_for_function("() => Array.from(document.querySelectorAll('img[alt^=\"cut-out \"]')).every(i => i.complete && i.naturalWidth > 0)")
+        a, b = photo.bounding_box(), cut.bounding_box()
+        assert abs(a["y"] - b["y"]) < 2 and a["x"] + a["width"] <= b["x"] + 1  # side by side
+        assert b["x"] + b["width"] <= 390 + 1 and a["width"] > 100
+        for question, answers in QUESTIONS.items():
+            group = page.get_by_role("radiogroup", name=question)
+            group.get_by_text(answers[0], exact=True).tap()
+            expect(group.locator("input:checked")).to_have_count(1, timeout=30_000)
+        page.get_by_role("button", name="Submit rating").tap()
+        page.get_by_text("item 2 of 3").wait_for(timeout=60_000)
+    assert _ratings(server["engine"], "phone") == [(4, 3, "whole", "none", True, None)]
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_a_brush_correction_is_saved_and_read_back_as_ground_truth(server):
+    from playwright.sync_api import expect
+
+    from db.catalog import truth_versions
+    from raters.corrections import Stroke, apply_strokes, png_to_mask
+
+    with _browser(server["tmp"]) as (_, page):
+        _login(page, server["url"], "fixer", server["passwords"]["fixer"])
+        canvas = page.get_by_label("mask editor")
+        expect(canvas).to_be_visible(timeout=60_000)
+        box = canvas.bounding_box()
+        page.mouse.move(box["x"] + 0.2 * box["width"], box["y"] + 0.2 * box["height"])
+        page.mouse.down()
+        for t in range(1, 11):
+            page.mouse.move(box["x"] + (0.2 + 0.04 * t) * box["width"], box["y"] + 0.2 * box["height"])
+        page.mouse.up()
+        page.get_by_text("1 stroke(s)").wait_for(timeout=60_000)
+        page.get_by_role("button", name="Save correction").click()
+        page.get_by_text("item 2 of 2").wait_for(timeout=60_000)
     with session_scope(server["engine"]) as s:
-        rows = s.scalars(select(Rating).order_by(Rating.id)).all()
-        got = [(r.overall, r.edge, r.completeness, r.background_leak, r.would_use, r.comment) for r in rows]
-    assert got == [(4, 3, "whole", "none", True, "browser rating 1"), (2, 1, "partly", "major", False, "browser rating 2")]
+        strokes = s.execute(select(TruthVersion)).scalars().one().strokes
+    newest = truth_versions(server["engine"], "ecssd")
+    (key, (got,)), = newest.items()
+    assert got.rater == "fixer" and got.version == 2 and got.base == "prediction"
+    stored = png_to_mask(got.mask_png)
+    from evalhub.releases import read_probability
+
+    with session_scope(server["engine"]) as s:
+        run_path = next(r.path for r in s.execute(select(Run)).scalars() if r.path.endswith("run-good"))
+    start = read_probability(str(Path(run_path) / "predictions" / "masks" / f"{key}.png"), "probability") >= 0.5
+    assert len(strokes) == 1 and strokes[0]["mode"] == "add" and len(strokes[0]["points"]) >= 5
+    np.testing.assert_array_equal(stored, apply_strokes(start, [Stroke(**strokes[0])]))
+    h, w = stored.shape
+    y, x = int(round(0.2 * h)), int(round(0.4 * w))  # a pixel the stroke crossed is subject now
+    assert stored[y, x] and (stored & ~start).sum() > 0
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_the_ratings_export_neutralises_formulas(server):
+    from raters import service as S
+
+    e = server["engine"]
+    t = S.login(e, "web", server["passwords"]["web"])
+    item = S.next_item(e, t)
+    if item is not None:  # the first test left one item; answer it with a formula for a comment
+        S.submit(e, t, item["assignment_id"], {**SINGLE, "comment": '=HYPERLINK("http://evil.example","x")'})
+    with _browser(server["tmp"], accept_downloads=True) as (_, page):
+        _login(page, server["url"], "boss", server["passwords"]["boss"])
+        page.get_by_text("Results", exact=True).click()
+        page.get_by_role("button", name="Download ratings (CSV)").wait_for(timeout=60_000)
+        with page.expect_download() as dl:
+            page.get_by_role("button", name="Download ratings (CSV)").click()
+        text = Path(dl.value.path()).read_text()
+    import csv
+    import io
+
+    comments = [r["comment"] for r in csv.DictReader(io.StringIO(text))]
+    assert "'=HYPERLINK(\"http://evil.example\",\"x\")" in comments
+    assert not any(c.startswith("=") for c in comments if c)
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_login_throttling_and_equal_timing_for_known_and_unknown_names(tmp_path):
+    """Equal timing: the time from clicking "Log in" to the refusal, for a known name with a wrong
+    password and for an unknown name, alternating, 12 each. The page's own latency varies by up to
+    a second between attempts, so the floor (the fastest attempt) is compared, which that noise only
+    adds to: the two floors differ by less than half of one argon2 verification (measured here,
+    about 0.15 s), which is what a missing dummy hash would take off the unknown name's. Throttling:
+    after the free failures, even the right password is refused with the wait."""
+    _need_chromium()
+    from raters.service import _hasher
+
+    url = f"sqlite:///{tmp_path / 'catalog.db'}"
+    import db
+
+    e = db.connect(url)
+    pw = add_raters(e, ["known"], admin=None)
+    h = _hasher()
+    probe = h.hash("x")
+    costs = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        try:
+            h.verify(probe, "y")
+        except Exception:  # noqa: BLE001 - a mismatch is the point
+            pass
+        costs.append(time.perf_counter() - t0)
+    argon2_s = min(costs)
+    refusal = "wrong name or password"
+
+    def attempt(page, name: str, password: str, expect_text: str) -> float:
+        """Seconds from clicking "Log in" on a fresh login page to ``expect_text`` showing."""
+        page.get_by_role("textbox", name="Name").fill(name)
+        page.get_by_role("textbox", name="Password").fill(password)
+        t = time.perf_counter()
+        page.get_by_role("button", name="Log in").click()
+        page.get_by_text(expect_text).wait_for(timeout=60_000)
+        return time.perf_counter() - t
+
+    with _serve(url, {"LIFTLAB_THROTTLE_FREE_FAILURES": "40"}) as app_url, _browser(tmp_path) as (_, page):
+        times = {"known": [], "unknown": []}
+        for i in range(24):
+            page.goto(app_url)  # a fresh page each time: the refusal text is new
+            page.get_by_role("textbox", name="Name").wait_for(timeout=60_000)
+            who = "known" if i % 2 == 0 else "nobody-here"
+            times["known" if who == "known" else "unknown"].append(attempt(page, who, "wrong password!", refusal))
+        diff = abs(min(times["known"]) - min(times["unknown"]))
+        assert diff < 0.5 * argon2_s, (times, argon2_s)
+    with _serve(url) as app_url, _browser(tmp_path) as (_, page):
+        for _ in range(5):  # the free failures
+            page.goto(app_url)
+            page.get_by_role("textbox", name="Name").wait_for(timeout=60_000)
+            attempt(page, "known", "wrong password!", refusal)
+        # at once after the fifth: the backoff refuses even the right password, saying how long to wait
+        attempt(page, "known", pw["known"], "too many failed logins")
+        assert page.get_by_text("Logged in as").count() == 0
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_nul_characters_show_no_traceback_on_postgresql(pg_url, tmp_path):
+    _need_chromium()
+    from playwright.sync_api import expect
+
+    w = scored_catalog(pg_url, tmp_path, n=6)
+    pw = add_raters(w["engine"], ["nul"], admin=None)
+    create_campaign(w["engine"], "nul", [w["runs"]["good"]], 2, 1, raters=["nul"], seed=0)
+    with _serve(pg_url) as app_url, _browser(tmp_path) as (_, page):
+        page.goto(app_url)
+        page.get_by_role("textbox", name="Name").fill("nul\x00name")
+        page.get_by_role("textbox", name="Password").fill("whatever\x00")
+        page.get_by_role("button", name="Log in").click()
+        page.get_by_text("wrong name or password").wait_for(timeout=60_000)
+        _login(page, app_url, "nul", pw["nul"])
+        for question, answers in QUESTIONS.items():
+            group = page.get_by_role("radiogroup", name=question)
+            group.get_by_text(answers[0], exact=True).click()
+            expect(group.locator("input:checked")).to_have_count(1, timeout=30_000)
+        page.get_by_role("textbox", name="Comment (optional)").fill("bad \x00 comment")
+        page.get_by_role("button", name="Submit rating").click()
+        page.get_by_text("control characters are not allowed").wait_for(timeout=60_000)
+        body = page.inner_text("body")
+    for leak in ("Traceback", "psycopg", "INSERT INTO", "File \"", "site-packages", str(ROOT)):
+        assert leak not in body
+    assert _ratings(w["engine"], "nul") == []
