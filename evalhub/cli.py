@@ -380,12 +380,12 @@ def delete_cmd(
     kind: str = typer.Argument(..., help="dataset | release | run"),
     ref: str = typer.Argument(..., help="NAME (newest revision) or NAME@N; for a run, its folder or catalog id"),
     yes: bool = typer.Option(False, "--yes", help="delete; without it, only list what would go"),
-    with_ratings: bool = typer.Option(False, "--with-ratings", help="allow deleting human ratings that depend on it"),
+    with_ratings: bool = typer.Option(False, "--with-ratings", help="allow deleting human ratings (and ground-truth corrections) that depend on it"),
     database_url: Optional[str] = DB_OPT,
 ) -> None:
     """Delete a dataset revision, release revision or run from the catalog, with the runs, campaigns,
     assignments and ratings that depend on it. Lists what would go unless --yes; refuses while
-    ratings depend on it unless --with-ratings. Files (build and run folders) are never touched."""
+    ratings (or raters' ground-truth corrections) depend on it unless --with-ratings. Files (build and run folders) are never touched."""
     import db
     from db.catalog import KINDS, DeleteRefused, delete, dependents
 
@@ -400,8 +400,8 @@ def delete_cmd(
         if not yes:
             typer.echo(f"would delete {kind} {dep.ref} with {dep.describe()} "
                        f"({dep.n_items} campaign item(s), {dep.n_assignments} assignment(s)); pass --yes to delete")
-            if dep.n_ratings and not with_ratings:
-                typer.echo("ratings depend on it: --with-ratings is needed as well")
+            if (dep.n_ratings or dep.n_corrections) and not with_ratings:
+                typer.echo("ratings or ground-truth corrections depend on it: --with-ratings is needed as well")
             return
         dep = delete(engine, kind, target, with_ratings=with_ratings)
     except KeyError as exc:

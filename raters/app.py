@@ -135,41 +135,78 @@ def _more_views(rgb: np.ndarray, alpha: np.ndarray) -> None:
                 right.image(crop, caption=f"{i}", width="stretch")
 
 
-def _single_form(item: dict) -> dict | None:
+def _single_form(token: str, item: dict) -> None:
     k = item["assignment_id"]  # widget keys per item: a new item never inherits the last one's answers
     with st.form(f"rate_{k}"):
-        overall = st.radio(QUESTION_LABELS["overall"], [1, 2, 3, 4, 5], index=None, horizontal=True, key=f"q_overall_{k}")
-        edge = st.radio(QUESTION_LABELS["edge"], [1, 2, 3, 4, 5], index=None, horizontal=True, key=f"q_edge_{k}")
-        completeness = st.radio(QUESTION_LABELS["completeness"], ["whole", "partly", "no"], index=None, horizontal=True, key=f"q_completeness_{k}")
-        leak = st.radio(QUESTION_LABELS["background_leak"], ["none", "minor", "major"], index=None, horizontal=True, key=f"q_leak_{k}")
-        artifacts = st.multiselect(QUESTION_LABELS["artifacts"], list(ARTIFACT_LABELS), format_func=ARTIFACT_LABELS.get, key=f"q_artifacts_{k}")
-        use = st.radio(QUESTION_LABELS["would_use"], ["yes", "no"], index=None, horizontal=True, key=f"q_use_{k}")
-        comment = st.text_area("Comment (optional)", key=f"q_comment_{k}")
-        sent = st.form_submit_button("Submit rating")
-    if not sent:
-        return None
-    missing = [n for n, v in (("overall quality", overall), ("edge quality", edge), ("completeness", completeness),
-                              ("background leak", leak), ("would you use it", use)) if v is None]
+        st.radio(QUESTION_LABELS["overall"], [1, 2, 3, 4, 5], index=None, horizontal=True, key=f"q_overall_{k}")
+        st.radio(QUESTION_LABELS["edge"], [1, 2, 3, 4, 5], index=None, horizontal=True, key=f"q_edge_{k}")
+        st.radio(QUESTION_LABELS["completeness"], ["whole", "partly", "no"], index=None, horizontal=True, key=f"q_completeness_{k}")
+        st.radio(QUESTION_LABELS["background_leak"], ["none", "minor", "major"], index=None, horizontal=True, key=f"q_leak_{k}")
+        st.multiselect(QUESTION_LABELS["artifacts"], list(ARTIFACT_LABELS), format_func=ARTIFACT_LABELS.get, key=f"q_artifacts_{k}")
+        st.radio(QUESTION_LABELS["would_use"], ["yes", "no"], index=None, horizontal=True, key=f"q_use_{k}")
+        st.text_area("Comment (optional)", key=f"q_comment_{k}")
+        # the submit runs in the callback, before the page reruns: the next item is drawn once, not
+        # after a render of the answered one
+        st.form_submit_button("Submit rating", on_click=_on_submit, args=(token, item, _single_answer))
+
+
+def _single_answer(k: int) -> dict:
+    v = {q: st.session_state.get(f"q_{q}_{k}") for q in ("overall", "edge", "completeness", "leak", "artifacts", "use", "comment")}
+    missing = [n for n, q in (("overall quality", "overall"), ("edge quality", "edge"), ("completeness", "completeness"),
+                              ("background leak", "leak"), ("would you use it", "use")) if v[q] is None]
     if missing:
-        st.error("Please answer: " + ", ".join(missing))
-        return None
-    return {"overall": overall, "edge": edge, "completeness": completeness, "background_leak": leak, "artifacts": artifacts,
-            "would_use": use == "yes", "comment": comment or None}
+        raise ValueError("Please answer: " + ", ".join(missing))
+    return {"overall": v["overall"], "edge": v["edge"], "completeness": v["completeness"], "background_leak": v["leak"],
+            "artifacts": v["artifacts"] or [], "would_use": v["use"] == "yes", "comment": v["comment"] or None}
 
 
-def _ab_form(item: dict) -> dict | None:
+def _ab_form(token: str, item: dict) -> None:
     k = item["assignment_id"]
     with st.form(f"ab_{k}"):
-        choice = st.radio("Which cut-out is better?", ["A", "B", "tie"], index=None, horizontal=True, key=f"q_choice_{k}")
-        reasons = st.multiselect("Why?", ["edges", "completeness", "background", "artifacts", "other"], key=f"q_reasons_{k}")
-        comment = st.text_area("Comment (optional)", key=f"q_ab_comment_{k}")
-        sent = st.form_submit_button("Submit choice")
-    if not sent:
-        return None
+        st.radio("Which cut-out is better?", ["A", "B", "tie"], index=None, horizontal=True, key=f"q_choice_{k}")
+        st.multiselect("Why?", ["edges", "completeness", "background", "artifacts", "other"], key=f"q_reasons_{k}")
+        st.text_area("Comment (optional)", key=f"q_ab_comment_{k}")
+        st.form_submit_button("Submit choice", on_click=_on_submit, args=(token, item, _ab_answer))
+
+
+def _ab_answer(k: int) -> dict:
+    choice = st.session_state.get(f"q_choice_{k}")
     if choice is None:
-        st.error("Please choose A, B or tie")
-        return None
-    return {"choice": choice, "reasons": reasons, "comment": comment or None}
+        raise ValueError("Please choose A, B or tie")
+    return {"choice": choice, "reasons": st.session_state.get(f"q_reasons_{k}") or [],
+            "comment": st.session_state.get(f"q_ab_comment_{k}") or None}
+
+
+def _on_submit(token: str, item: dict, read) -> None:
+    """The form's submit callback: read the answer from the widgets' state and store it."""
+    try:
+        _store_answer(token, item, read(item["assignment_id"]))
+    except ValueError as exc:
+        st.session_state["form_error"] = str(exc)
+
+
+def _store_answer(token: str, item: dict, answer: dict) -> None:
+    """Store one answer and move the page to the next item (the message says what happened).
+
+    Raises:
+        ValueError: an invalid answer (fields named).
+    """
+    res = S.submit_and_next(engine(), token, item["assignment_id"], answer, seconds=time.monotonic() - st.session_state["shown_at"])
+    st.session_state["last_rating"] = res["rating_id"]
+    st.session_state["answered"] = [item["assignment_id"]]  # its browser draft is dropped on the next page
+    if res["created"]:
+        st.session_state["saved"] = f"Saved your answer to item {item['done'] + 1} of {item['total']}."
+    else:
+        # another tab (or a double submit) answered this item first: that answer is the one kept
+        st.session_state["notice"] = ("This item was already answered (in another tab or by a double click); "
+                                      "the first answer is the one kept, and this one was not stored.")
+    st.session_state["current"] = res["next"]
+    st.session_state["shown_at"] = time.monotonic()
+    if res["next"] is None:
+        st.session_state["queue_done"] = True
+    for q in ("q_overall", "q_edge", "q_completeness", "q_leak", "q_artifacts", "q_use", "q_comment", "q_choice", "q_reasons", "q_ab_comment",
+              "q_snap", "q_fix_comment"):
+        st.session_state.pop(f"{q}_{item['assignment_id']}", None)
 
 
 def _shortcut_help(kind: str) -> None:
@@ -183,6 +220,9 @@ def rate_page(token: str) -> None:
     saved = st.session_state.pop("saved", None)
     if saved:
         st.success(saved)
+    error = st.session_state.pop("form_error", None)
+    if error:
+        st.error(error)
     # the current item stays in the session until it is answered: reruns never swap it
     if st.session_state.get("current") is None and not st.session_state.pop("queue_done", False):
         st.session_state["current"] = S.next_item(engine(), token)
@@ -215,7 +255,8 @@ def rate_page(token: str) -> None:
             components.zoom_pan([("photo", rgb), ("A", composite(rgb, a, checkerboard(h, w))), ("B", composite(rgb, b, checkerboard(h, w)))],
                                 item["assignment_id"], key="viewer")
         _shortcut_help("ab")
-        answer = _ab_form(item)
+        _ab_form(token, item)
+        answer = None
         components.form_helper(item["assignment_id"], "ab", clear=answered)
         with st.expander("Mask overlays", expanded=True):
             opacity = st.slider("Mask overlay opacity", 0.0, 1.0, 0.5, 0.05, key="opacity")
@@ -232,7 +273,8 @@ def rate_page(token: str) -> None:
         with st.container(key="pair"):
             components.zoom_pan([("photo", rgb), ("cut-out", composite(rgb, alpha, checkerboard(h, w)))], item["assignment_id"], key="viewer")
         _shortcut_help("single")
-        answer = _single_form(item)
+        _single_form(token, item)
+        answer = None
         components.form_helper(item["assignment_id"], "single", clear=answered)
         _more_views(rgb, alpha)
     with st.expander("Report a problem with this item"):
@@ -242,25 +284,10 @@ def rate_page(token: str) -> None:
     if answer is None:
         return
     try:
-        res = S.submit_and_next(engine(), token, item["assignment_id"], answer, seconds=time.monotonic() - st.session_state["shown_at"])
+        _store_answer(token, item, answer)
     except ValueError as exc:
         st.error(str(exc))
         return
-    st.session_state["last_rating"] = res["rating_id"]
-    st.session_state["answered"] = [item["assignment_id"]]  # its browser draft is dropped on the next page
-    if res["created"]:
-        st.session_state["saved"] = f"Saved your answer to item {item['done'] + 1} of {item['total']}."
-    else:
-        # another tab (or a double submit) answered this item first: that answer is the one kept
-        st.session_state["notice"] = ("This item was already answered (in another tab or by a double click); "
-                                      "the first answer is the one kept, and this one was not stored.")
-    st.session_state["current"] = res["next"]
-    st.session_state["shown_at"] = time.monotonic()
-    if res["next"] is None:
-        st.session_state["queue_done"] = True
-    for q in ("q_overall", "q_edge", "q_completeness", "q_leak", "q_artifacts", "q_use", "q_comment", "q_choice", "q_reasons", "q_ab_comment",
-              "q_snap", "q_fix_comment"):
-        st.session_state.pop(f"{q}_{item['assignment_id']}", None)
     st.rerun()
 
 

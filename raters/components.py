@@ -105,7 +105,8 @@ export default function (component) {
 }
 """
 
-_zoom_component = st.components.v2.component("liftlab_zoom_pan", html='<div class="zp-root"></div>', css=_ZOOM_CSS, js=_ZOOM_JS)
+_zoom_component = st.components.v2.component("liftlab_zoom_pan", html='<div class="zp-root"></div>', css=_ZOOM_CSS, js=_ZOOM_JS,
+                                              isolate_styles=False)  # in the page, so tests and benchmarks find the images
 
 
 def zoom_pan(images: list[tuple[str, np.ndarray]], item_id: Any, key: str) -> None:

@@ -3,6 +3,12 @@ real ECSSD photos scored by two releases and raters on it."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
@@ -77,3 +83,37 @@ def add_raters(engine, names: list[str], admin: str | None = "root") -> dict[str
         out[admin] = f"pw-{admin}-secret"
         add_user(engine, admin, out[admin], "admin")
     return out
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def serve_app(url: str, env: dict[str, str] | None = None):
+    """``raters serve`` on a free port over the catalog ``url``; yields the app's URL."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "raters.cli", "serve", "--port", str(port)], cwd=Path(__file__).resolve().parents[1],
+                            env={**os.environ, "DATABASE_URL": url, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        for _ in range(200):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=1)
+                break
+            except OSError:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"raters serve exited: {proc.stdout.read().decode()[-2000:]}") from None
+                time.sleep(0.25)
+        else:
+            raise RuntimeError("raters serve did not answer within 50 s")
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+

@@ -9,14 +9,9 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
-from pathlib import Path
-
 from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -26,6 +21,7 @@ from db.engine import session_scope
 from db.models import Rater, Rating, Run, TruthVersion
 from raters.campaigns import create_campaign
 from tests.helpers import add_raters, scored_catalog
+from tests.helpers import serve_app as _serve
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -39,40 +35,11 @@ QUESTIONS = {
 }
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _need_chromium() -> None:
     if not Path(CHROMIUM).exists():
         if os.environ.get("LIFTLAB_REQUIRE_BROWSER"):
             pytest.fail(f"chromium is required but missing at {CHROMIUM} (apt-get install chromium)")
         pytest.skip(f"chromium not installed at {CHROMIUM} (apt-get install chromium)")
-
-
-@contextmanager
-def _serve(url: str, env: dict[str, str] | None = None):
-    """``raters serve`` on a free port over the catalog ``url``; yields the app's URL."""
-    port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "raters.cli", "serve", "--port", str(port)], cwd=ROOT,
-                            env={**os.environ, "DATABASE_URL": url, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    try:
-        for _ in range(200):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=1)
-                break
-            except OSError:
-                if proc.poll() is not None:
-                    raise RuntimeError(f"raters serve exited: {proc.stdout.read().decode()[-2000:]}") from None
-                time.sleep(0.25)
-        else:
-            raise RuntimeError("raters serve did not answer within 50 s")
-        yield f"http://127.0.0.1:{port}/"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
 
 
 RATERS = ["web", "keys", "tabs", "phone", "fixer"]
