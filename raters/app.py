@@ -5,6 +5,7 @@ access rule. Run it with ``raters serve`` (the catalog comes from ``DATABASE_URL
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -450,9 +451,9 @@ def quality_page(token: str) -> None:
     st.dataframe(pd.DataFrame(prog["raters"]), hide_index=True)
     res = S.results(engine(), token, name, n_boot=300)
     st.subheader("Gold accuracy per rater")
-    st.dataframe(pd.DataFrame(res["gold_accuracy"]), hide_index=True)
+    st.dataframe(pd.DataFrame(res.get("gold_accuracy", [])), hide_index=True)
     st.subheader("Krippendorff's alpha per question")
-    alphas = {k: v for k, v in res["krippendorff_alpha"].items() if v is not None}
+    alphas = {k: v for k, v in res.get("krippendorff_alpha", {}).items() if v is not None}
     if alphas:
         st.dataframe(pd.DataFrame([{"question": k, "alpha": v} for k, v in alphas.items()]), hide_index=True)
     else:
@@ -473,7 +474,20 @@ def results_page(token: str) -> None:
     if name is None:
         return
     res = S.results(engine(), token, name, n_boot=300)
-    if res["campaign"]["kind"] == "ab":
+    if res["campaign"]["kind"] == "correct":
+        c = res["corrections"]
+        st.subheader(f"Ground-truth corrections: {c['n']}")
+        if not c["n"]:
+            st.caption("No correction saved yet.")
+        else:
+            st.write({"mean IoU of the corrected mask with the original ground truth": c["mean_iou_with_original"],
+                      "mean IoU of the run's prediction with the original ground truth": c["mean_pred_iou_original"],
+                      "mean IoU of the run's prediction with the corrected ground truth": c["mean_pred_iou_corrected"]})
+            st.dataframe(pd.DataFrame(c["rows"]), hide_index=True)
+            agree = c["agreement"]
+            st.caption(f"Agreement: mean pairwise IoU {agree['mean_pairwise_iou']:.3f} over {agree['n_photos']} photo(s) corrected by several raters"
+                       if agree["mean_pairwise_iou"] is not None else "Agreement: no photo was corrected by two raters.")
+    elif res["campaign"]["kind"] == "ab":
         st.subheader("Bradley-Terry scores (95% CI) and win rates")
         bt = res["bradley_terry"]
         if bt["scores"]:
@@ -502,13 +516,21 @@ def results_page(token: str) -> None:
             left.caption("No rated items yet.")
         if "gate_vs_would_use" in hm:
             right.image(charts.png(charts.reliability(hm["gate_vs_would_use"])), caption="reliability diagram")
+        mismatches = []
         for kind, title in (("metric_high_rating_low", "High IoU, low rating"), ("metric_low_rating_high", "Low IoU, high rating")):
             rows = hm["mismatches"][kind]
             st.caption(f"{title}: {len(rows)}")
-            for r in rows[:12]:
-                img = _read_rgb(r["image"])
-                if img is not None:
-                    st.image(img, caption=f"{r['sample_key']}: IoU {r['iou']:.3f}, rating {r['overall']:.2f}", width=240)
+            mismatches += [(f"{title}: {r['sample_key']} (IoU {r['iou']:.3f}, rating {r['overall']:.2f})", r) for r in rows]
+        if mismatches:
+            label = st.selectbox("Open a mismatch", [m[0] for m in mismatches], key="mismatch")
+            r = dict(mismatches)[label]
+            img = _read_rgb(r["image"])
+            pred = _read_alpha(str(Path(res["campaign"]["run_a"]["path"]) / "predictions" / "masks" / f"{r['sample_key']}.png"))
+            if img is None or pred is None:
+                st.caption("Its photo or cut-out cannot be shown.")
+            else:
+                h, w = img.shape[:2]
+                components.zoom_pan([("photo", img), ("cut-out", composite(img, pred, checkerboard(h, w)))], r["sample_key"], key="mismatch_view")
     from raters.results import neutralize_formulas, ratings_frame
 
     _, frame = ratings_frame(engine(), name)

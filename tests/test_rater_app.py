@@ -203,3 +203,27 @@ def test_a_photo_that_cannot_be_shown_is_skipped_and_reported_without_a_server_p
         got = s.scalars(select(Assignment.problem).join(CampaignItem).join(Campaign).where(Campaign.name == "lost",
                                                                                            Assignment.problem.is_not(None))).all()
     assert got == ["the photo cannot be shown"]
+
+
+def test_a_correction_campaign_page_and_its_results(world, monkeypatch):
+    from raters import service as S
+
+    pw = add_raters(world["engine"], ["fixer"], admin=None)
+    create_campaign(world["engine"], "fixes", [world["runs"]["good"]], 2, 1, raters=["fixer"], seed=0, correct="prediction")
+    at = log_in(app(world, monkeypatch), "fixer", pw["fixer"])
+    assert at.caption[0].value.startswith("fixes: item 1 of 2")
+    assert any(c.value.startswith("What will be stored: 0 stroke(s), 0 pixel(s) changed") for c in at.caption)
+    press(at, "Save correction")  # no strokes: the starting mask itself becomes version 2
+    assert any(c.value.startswith("fixes: item 2 of 2") for c in at.caption)
+    t = S.login(world["engine"], "root", world["pw"]["root"])
+    res = S.results(world["engine"], t, "fixes")
+    row = res["corrections"]["rows"][0]
+    assert res["corrections"]["n"] == 1 and row["rater"] == "fixer" and row["version"] == 2
+    assert row["pred_iou_corrected"] == 1.0  # saved unchanged: the prediction is the corrected truth
+    admin = log_in(app(world, monkeypatch), "root", world["pw"]["root"])
+    admin.sidebar.radio(key="page").set_value("Results").run()
+    admin.selectbox(key="admin_campaign").set_value("fixes").run()
+    assert not admin.exception, admin.exception
+    assert any(h.value == "Ground-truth corrections: 1" for h in admin.subheader)
+    admin.sidebar.radio(key="page").set_value("Progress and quality").run()
+    assert not admin.exception, admin.exception
