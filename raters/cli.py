@@ -132,6 +132,8 @@ def corrections_export(
         res = export_corrections(_engine(database_url), dataset, out)
     except (KeyError, ExportError) as exc:
         _fail(str(exc).strip("'\""))
+    for key, reason in res.skipped:
+        typer.secho(f"skipped {key}: {reason}", fg=typer.colors.YELLOW, err=True)
     if res.reused:
         typer.echo(f"{res.out} already holds these {res.n} corrections; nothing written")
     else:

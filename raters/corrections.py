@@ -13,7 +13,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -157,12 +157,14 @@ class ExportError(ValueError):
 
 @dataclass
 class ExportResult:
-    """What :func:`export_corrections` wrote: the folder, how many photos, and whether it was
-    already there (``reused``: the folder held this very export)."""
+    """What :func:`export_corrections` wrote: the folder, how many photos, whether it was already
+    there (``reused``: the folder held this very export), and the photos left out (``skipped``:
+    ``(sample key, reason)``, e.g. a photo file gone from the dataset's folder)."""
 
     out: Path
     n: int
     reused: bool = False
+    skipped: list[tuple[str, str]] = field(default_factory=list)
 
 
 def export_corrections(engine, dataset: str, out: str | Path) -> ExportResult:
@@ -208,13 +210,19 @@ def export_corrections(engine, dataset: str, out: str | Path) -> ExportResult:
             table = io.StringIO()
             w = csv.writer(table, lineterminator="\n")
             w.writerow(["sample_id", "version", "rater", "created_at", "campaign", "base", "snapped"])
+            skipped = []
             for key, (tv,) in sorted(newest.items()):
                 photo = Path(ds["root"]) / by_key[key]["image_path"]
-                atomic_write_bytes(out / "images" / f"{key}{photo.suffix.lower()}", photo.read_bytes())
+                try:
+                    data = photo.read_bytes()
+                except OSError as exc:  # the rest goes on; the photo is listed
+                    skipped.append((key, f"{photo}: {exc.strerror or exc}"))
+                    continue
+                atomic_write_bytes(out / "images" / f"{key}{photo.suffix.lower()}", data)
                 atomic_write_bytes(out / "masks" / f"{key}.png", tv.mask_png)
                 w.writerow([key, tv.version, tv.rater, tv.created_at, tv.campaign or "", tv.base, int(tv.snapped)])
             atomic_write_text(out / "corrections.csv", table.getvalue())
             write_marker(out, Marker("corrections", "raters corrections export", identity, "complete"))
-            return ExportResult(out, len(newest))
+            return ExportResult(out, len(newest) - len(skipped), skipped=skipped)
     except FolderError as exc:
         raise ExportError(str(exc)) from None

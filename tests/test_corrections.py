@@ -214,3 +214,18 @@ def test_a_correction_is_a_new_ground_truth_version_used_by_scoring_and_synth(co
         assert next(csv.DictReader(fh))["sample_id"] == key
     with session_scope(e) as s:
         assert s.scalar(select(func.count()).select_from(TruthVersion)) == 2
+    # the command line: one line per failure, exit 2; the export itself
+    from typer.testing import CliRunner
+
+    from raters.cli import app
+
+    url = e.url.render_as_string(hide_password=False)
+    res = CliRunner().invoke(app, ["corrections", "export", "--dataset", "ecssd", "--out", str(w["tmp"] / "cli-fg"), "--database-url", url])
+    assert res.exit_code == 0 and "1 corrected photo(s) written" in res.output
+    res = CliRunner().invoke(app, ["corrections", "export", "--dataset", "nope", "--out", str(w["tmp"] / "x"), "--database-url", url])
+    assert res.exit_code == 2 and res.output.strip().count("\n") == 0 and "no dataset named 'nope'" in res.output
+    (w["tmp"] / "foreign").mkdir()
+    (w["tmp"] / "foreign" / "notes.txt").write_text("mine")
+    res = CliRunner().invoke(app, ["corrections", "export", "--dataset", "ecssd", "--out", str(w["tmp"] / "foreign"), "--database-url", url])
+    assert res.exit_code == 2 and "holds files no liftlab command wrote" in res.output
+    assert (w["tmp"] / "foreign" / "notes.txt").read_text() == "mine"
