@@ -121,10 +121,14 @@ def browser_run(url: str, n_sessions: int, per_session: int, tmp: Path) -> dict:
         start.setdefault("t", time.perf_counter())
         for _ in range(per_session):
             old = await page.locator('img[alt^="cut-out "]').first.get_attribute("alt")
-            for key in "43111":  # overall, edge, completeness, leak, would use
-                await page.keyboard.press(key)
-            await page.wait_for_function("() => document.querySelectorAll('[data-testid=\"stForm\"] input:checked').length >= 5",
-                                         timeout=300_000)
+            item = old.split(" ", 1)[1]
+            form = page.locator(f'[data-testid="stForm"]:has(.st-key-q_overall_{item})')
+            await form.wait_for(timeout=300_000)
+            count = (f"() => ['overall', 'edge', 'completeness', 'leak', 'use']"
+                     f".filter(q => document.querySelector(`.st-key-q_${{q}}_{item} input:checked`)).length")
+            while (n := await page.evaluate(count)) < 5:  # answer by keys, one question at a time
+                await page.keyboard.press("43111"[n])  # overall 4, edge 3, whole, no leak, would use
+                await page.wait_for_function(f"(n) => ({count})() > n", arg=n, timeout=300_000)
             t0 = time.perf_counter()
             await page.keyboard.press("Enter")
             await page.wait_for_function(NEXT_IMAGE, arg=old, timeout=300_000)

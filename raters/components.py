@@ -105,8 +105,13 @@ export default function (component) {
 }
 """
 
-_zoom_component = st.components.v2.component("liftlab_zoom_pan", html='<div class="zp-root"></div>', css=_ZOOM_CSS, js=_ZOOM_JS,
-                                              isolate_styles=False)  # in the page, so tests and benchmarks find the images
+
+
+def _zoom_component():
+    # registered on each use: a registration belongs to the running app (a new AppTest or server
+    # starts with none), and registering the same definition again is cheap
+    return st.components.v2.component("liftlab_zoom_pan", html='<div class="zp-root"></div>', css=_ZOOM_CSS, js=_ZOOM_JS,
+                                      isolate_styles=False)  # in the page, so tests and benchmarks find the images
 
 
 def zoom_pan(images: list[tuple[str, np.ndarray]], item_id: Any, key: str) -> None:
@@ -114,7 +119,7 @@ def zoom_pan(images: list[tuple[str, np.ndarray]], item_id: Any, key: str) -> No
     and pan for all. ``item_id`` identifies what is shown: the zoom is kept across reruns of the
     same item and reset for a new one."""
     data = {"id": str(item_id), "images": [{"src": jpeg_url(im), "caption": cap, "alt": f"{cap} {item_id}"} for cap, im in images]}
-    _zoom_component(data=data, key=key)
+    _zoom_component()(data=data, key=key)
 
 
 _BRUSH_CSS = """
@@ -232,7 +237,10 @@ export default function (component) {
 }
 """
 
-_brush_component = st.components.v2.component("liftlab_brush", html='<div class="be-root"></div>', css=_BRUSH_CSS, js=_BRUSH_JS)
+
+
+def _brush_component():
+    return st.components.v2.component("liftlab_brush", html='<div class="be-root"></div>', css=_BRUSH_CSS, js=_BRUSH_JS)
 
 
 def brush_editor(rgb: np.ndarray, mask: np.ndarray, item_id: Any, key: str, radius: int | None = None) -> list[dict[str, Any]]:
@@ -245,7 +253,7 @@ def brush_editor(rgb: np.ndarray, mask: np.ndarray, item_id: Any, key: str, radi
     h, w = mask.shape
     data = {"id": str(item_id), "width": w, "height": h, "photo": jpeg_url(rgb), "mask": png_url(mask.astype(np.uint8) * 255),
             "radius": radius or max(2, round(max(h, w) / 60))}
-    res = _brush_component(data=data, key=key, default={"strokes": []}, on_strokes_change=lambda: None)
+    res = _brush_component()(data=data, key=key, default={"strokes": []}, on_strokes_change=lambda: None)
     return list(getattr(res, "strokes", None) or [])
 
 
@@ -254,8 +262,16 @@ export default function (component) {
   const { data } = component;
   const state = window.__liftlabForm || (window.__liftlabForm = {});
   state.data = data;
-  // the rating form: the one holding radio questions (a login form may linger while the page re-renders)
-  const formEl = () => Array.from(document.querySelectorAll('[data-testid="stForm"]')).find(f => f.querySelector('[data-testid="stRadio"]'));
+  // the current item's form: its widgets' keys end with the item's id (the last item's form, or the
+  // login form, may linger while the page re-renders); else the last fresh form with questions
+  const formEl = () => {
+    const id = state.data.id;
+    const mine = document.querySelector(`.st-key-q_overall_${id}, .st-key-q_choice_${id}`);
+    if (mine) return mine.closest('[data-testid="stForm"]');
+    const forms = Array.from(document.querySelectorAll('[data-testid="stForm"]'))
+      .filter(f => f.querySelector('[data-testid="stRadio"]') && !f.closest('[data-stale="true"]'));
+    return forms[forms.length - 1];
+  };
   const groups = () => { const f = formEl(); return f ? Array.from(f.querySelectorAll('[data-testid="stRadio"]')) : []; };
   const chosen = g => g.querySelector("input:checked");
   const draftKey = () => `liftlab-draft-${state.data.id}`;
@@ -271,7 +287,7 @@ export default function (component) {
     if (!draft) return;
     groups().forEach((g, i) => {
       const k = draft.answers[i];
-      if (k >= 0 && !chosen(g)) { const labels = g.querySelectorAll('label[data-testid="stRadioOption"]'); if (labels[k]) labels[k].click(); }
+      if (k >= 0 && !chosen(g)) { const labels = g.querySelectorAll('label[data-testid="stRadioOption"], label[data-baseweb="radio"]'); if (labels[k]) labels[k].click(); }
     });
     const text = formEl() && formEl().querySelector("textarea");
     if (text && draft.comment && !text.value) {
@@ -292,10 +308,10 @@ export default function (component) {
       let label = null;
       if (state.data.kind === "ab") {
         const i = { a: 0, b: 1, t: 2 }[ev.key.toLowerCase()];
-        if (i !== undefined) label = gs[0].querySelectorAll('label[data-testid="stRadioOption"]')[i];
+        if (i !== undefined) label = gs[0].querySelectorAll('label[data-testid="stRadioOption"], label[data-baseweb="radio"]')[i];
       } else if (/^[1-5]$/.test(ev.key)) {
         const g = gs.find(x => !chosen(x));
-        if (g) label = g.querySelectorAll('label[data-testid="stRadioOption"]')[Number(ev.key) - 1];
+        if (g) label = g.querySelectorAll('label[data-testid="stRadioOption"], label[data-baseweb="radio"]')[Number(ev.key) - 1];
       }
       if (label) { label.click(); ev.preventDefault(); ev.stopPropagation(); return; }
       if (ev.key === "Enter") {
@@ -310,7 +326,10 @@ export default function (component) {
 }
 """
 
-_form_component = st.components.v2.component("liftlab_form_helper", html="<span></span>", js=_FORM_JS)
+
+
+def _form_component():
+    return st.components.v2.component("liftlab_form_helper", html="<span></span>", js=_FORM_JS)
 
 SHORTCUTS_SINGLE = ("Keys: 1-5 answer the first unanswered question (overall, edge; then completeness 1 whole, 2 partly, "
                     "3 no; leak 1 none, 2 minor, 3 major; would use 1 yes, 2 no); Enter submits.")
@@ -320,7 +339,7 @@ SHORTCUTS_AB = "Keys: A, B or T (tie) choose; Enter submits."
 def form_helper(item_id: Any, kind: str, clear: list[Any] | None = None, shortcuts: bool = True) -> None:
     """Single-key answers for the current rating form (``kind`` ``single`` or ``ab``) and its draft
     in ``localStorage`` (restored after a reload); ``clear``: items whose drafts to drop (answered)."""
-    _form_component(data={"id": str(item_id), "kind": kind, "shortcuts": shortcuts, "clear": [str(c) for c in clear or []]},
+    _form_component()(data={"id": str(item_id), "kind": kind, "shortcuts": shortcuts, "clear": [str(c) for c in clear or []]},
                     key="form_helper", height=0)
 
 
@@ -336,13 +355,16 @@ export default function (component) {
 }
 """
 
-_cookie_component = st.components.v2.component("liftlab_session_cookie", html="<span></span>", js=_COOKIE_JS)
+
+
+def _cookie_component():
+    return st.components.v2.component("liftlab_session_cookie", html="<span></span>", js=_COOKIE_JS)
 
 
 def session_cookie(token: str | None, max_age_s: int) -> None:
     """Set (``token``) or clear (None) the login cookie, ``SameSite=Strict``, ``Secure`` over HTTPS.
     The server keeps only the token's hash and still applies the idle and absolute timeouts."""
-    _cookie_component(data={"name": COOKIE, "token": token, "max_age": int(max_age_s)}, key=f"cookie_{bool(token)}", height=0)
+    _cookie_component()(data={"name": COOKIE, "token": token, "max_age": int(max_age_s)}, key=f"cookie_{bool(token)}", height=0)
 
 
 def cookie_token() -> str | None:
