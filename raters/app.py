@@ -182,7 +182,7 @@ def _on_submit(token: str, item: dict, read) -> None:
     """The form's submit callback: read the answer from the widgets' state and store it."""
     try:
         _store_answer(token, item, read(item["assignment_id"]))
-    except ValueError as exc:
+    except (ValueError, S.AccessDenied, S.NotFound) as exc:  # shown on the page the callback leads to
         st.session_state["form_error"] = str(exc)
 
 

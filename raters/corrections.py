@@ -25,6 +25,8 @@ from synth.io import decode_png_mask, encode_png
 
 MAX_RADIUS = 400
 MAX_POINTS = 20_000
+MAX_STROKE_WORK = 3e8
+"""Most pixel visits the strokes of one answer may cost (:func:`stroke_work`), a few seconds."""
 
 
 class Stroke(BaseModel):
@@ -63,6 +65,17 @@ def stroke_footprint(shape: tuple[int, int], stroke: Stroke) -> np.ndarray:
         ex, ey = px - t * dx, py - t * dy
         out[y0:y1, x0:x1] |= ex * ex + ey * ey <= r * r
     return out
+
+
+def stroke_work(stroke: Stroke) -> float:
+    """Pixel visits :func:`stroke_footprint` makes for a stroke: the sum over its segments of their
+    boxes grown by the radius."""
+    pts = np.asarray(stroke.points, np.float64).reshape(-1, 2)
+    side = 2 * float(stroke.radius) + 1
+    if len(pts) == 1:
+        return side * side
+    d = np.abs(np.diff(pts, axis=0))
+    return float(np.sum((d[:, 0] + side) * (d[:, 1] + side)))
 
 
 def apply_strokes(mask: np.ndarray, strokes: Sequence[Stroke]) -> np.ndarray:

@@ -32,7 +32,7 @@ from sqlalchemy.orm import aliased
 
 from db.engine import session_scope
 from db.models import Assignment, Campaign, CampaignItem, Dataset, Rater, RaterSession, Rating, RatingRevision, Run, Sample, TruthVersion
-from raters.corrections import Stroke
+from raters.corrections import MAX_STROKE_WORK, Stroke, stroke_work
 
 ROLES = ("rater", "admin")
 SESSION_HOURS = float(os.environ.get("LIFTLAB_SESSION_HOURS", "8"))
@@ -523,6 +523,17 @@ class CorrectionAnswer(BaseModel):
     @classmethod
     def _clean(cls, v: str | None) -> str | None:
         return clean_text(v, "comment")
+
+    @field_validator("strokes")
+    @classmethod
+    def _bounded(cls, v: list[Stroke]) -> list[Stroke]:
+        # the server paints every segment's box: bound the pixels visited, so no answer can hold a
+        # worker for long (typical corrections use well under 1 % of this)
+        work = sum(stroke_work(s) for s in v)
+        if work > MAX_STROKE_WORK:
+            raise ValueError(f"the strokes would paint {work:.2e} pixel visits, more than {MAX_STROKE_WORK:.0e}: "
+                             "use fewer or smaller strokes")
+        return v
 
 
 Answer = SingleAnswer | ABAnswer | CorrectionAnswer

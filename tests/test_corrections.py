@@ -19,7 +19,9 @@ from evalhub.releases import read_probability
 from evalhub.scoring import score
 from raters import service as S
 from raters.campaigns import CampaignError, create_campaign
-from raters.corrections import Stroke, apply_strokes, export_corrections, mask_to_png, png_to_mask, snap_to_edges, stroke_footprint
+from raters.corrections import (
+    Stroke, apply_strokes, export_corrections, mask_to_png, png_to_mask, snap_to_edges, stroke_footprint, stroke_work,
+)
 from raters.results import campaign_results
 from synth.io import read_binary_mask, read_rgb
 from tests.conftest import ECSSD
@@ -229,3 +231,14 @@ def test_a_correction_is_a_new_ground_truth_version_used_by_scoring_and_synth(co
     res = CliRunner().invoke(app, ["corrections", "export", "--dataset", "ecssd", "--out", str(w["tmp"] / "foreign"), "--database-url", url])
     assert res.exit_code == 2 and "holds files no liftlab command wrote" in res.output
     assert (w["tmp"] / "foreign" / "notes.txt").read_text() == "mine"
+
+
+def test_an_answer_whose_strokes_would_take_too_long_is_refused_by_name():
+    from raters.service import validate_answer
+
+    big = {"mode": "add", "radius": 400, "points": [[float(i % 2), 0.0] for i in range(1000)]}  # 999 x 802 x 803 px
+    with pytest.raises(ValueError, match="strokes: .*pixel visits"):
+        validate_answer("correct", {"strokes": [big]})
+    ok = validate_answer("correct", {"strokes": [{"mode": "add", "radius": 8, "points": [[0, 0], [100, 50]]}]})
+    assert ok.strokes[0].radius == 8
+    assert stroke_work(Stroke(mode="add", radius=2, points=[(0, 0), (3, 4)])) == (3 + 5) * (4 + 5)
