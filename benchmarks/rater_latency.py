@@ -24,11 +24,13 @@ contention.
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import tempfile
 import threading
 import time
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -82,7 +84,7 @@ def run(url: str, n_raters: int, per_rater: int, tmp: Path) -> dict:
             "p99": float(np.percentile(ms, 99)), "max": float(ms.max()), "per_s": ms.size / wall}
 
 
-CHROMIUM = "/usr/bin/chromium"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 NEXT_IMAGE = """(old) => {
   const img = Array.from(document.querySelectorAll('img[alt^="cut-out "]')).find(i => i.alt !== old);
   return !!img && img.complete && img.naturalWidth > 0;
@@ -151,28 +153,23 @@ def browser_run(url: str, n_sessions: int, per_session: int, tmp: Path) -> dict:
             "p99": float(np.percentile(ms, 99)), "max": float(ms.max()), "per_s": ms.size / wall}
 
 
+@contextmanager
 def _catalog(backend: str, tmp: Path):
-    """A fresh catalog URL of ``backend`` (a context manager; a PostgreSQL schema is dropped after)."""
-    from contextlib import contextmanager
+    """A fresh catalog URL of ``backend`` (a PostgreSQL schema is dropped afterwards)."""
+    if backend != "postgresql":
+        yield f"sqlite:///{tmp / 'bench.db'}"
+        return
+    import psycopg
 
-    @contextmanager
-    def cm():
-        if backend != "postgresql":
-            yield f"sqlite:///{tmp / 'bench.db'}"
-            return
-        import psycopg
-
-        schema = f"bench_{uuid.uuid4().hex[:10]}"
-        dsn = "host=127.0.0.1 port=5432 dbname=test user=postgres"
+    schema = f"bench_{uuid.uuid4().hex[:10]}"
+    dsn = "host=127.0.0.1 port=5432 dbname=test user=postgres"
+    with psycopg.connect(dsn, autocommit=True) as c:
+        c.execute(f'CREATE SCHEMA "{schema}"')
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/test?options=-csearch_path%3D{schema}"
+    finally:
         with psycopg.connect(dsn, autocommit=True) as c:
-            c.execute(f'CREATE SCHEMA "{schema}"')
-        try:
-            yield f"postgresql+psycopg://postgres@127.0.0.1:5432/test?options=-csearch_path%3D{schema}"
-        finally:
-            with psycopg.connect(dsn, autocommit=True) as c:
-                c.execute(f'DROP SCHEMA "{schema}" CASCADE')
-
-    return cm()
+            c.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
 
 def main() -> None:

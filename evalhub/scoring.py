@@ -113,6 +113,7 @@ def score_batch(ctx: ScoreContext, batch: list[dict[str, Any]]) -> list[dict[str
         try:
             if s.get("truth_png") is not None:  # a rater's corrected ground truth (``--truth corrected``)
                 gt = decode_png_mask(s["truth_png"], f"{s['sample_key']} ground truth v{s['truth_version']}")
+                s = {**s, "has_subject": bool(gt.any())}  # a correction may have erased the subject
             else:
                 gt = read_mask(root / s["mask_path"], ctx.mask_encoding)
             image = read_rgb(root / s["image_path"]) if ctx.release_kind == "onnx" else None
@@ -249,7 +250,7 @@ def score(
     from db.catalog import dataset_samples, get_release, truth_versions
 
     if truth not in TRUTHS:
-        raise ScoreError(f"--truth must be one of {', '.join(TRUTHS)}, got {truth!r}")
+        raise ScoreError(f"--truth {truth!r} is not one of: {', '.join(TRUTHS)}")
     out = Path(out).resolve()
     rel = get_release(engine, release)
     ds, samples = dataset_samples(engine, dataset)
@@ -261,7 +262,6 @@ def score(
             tv = newest.get(s["sample_key"])
             if tv:
                 s["truth_png"], s["truth_version"] = tv[0].mask_png, tv[0].version
-                s["has_subject"] = bool(decode_png_mask(tv[0].mask_png, f"{s['sample_key']} ground truth v{tv[0].version}").any())
                 used[s["sample_key"]] = tv[0].version
     settings = {
         "release": f"{rel['name']}@{rel['revision']}", "dataset": f"{ds['name']}@{ds['revision']}", "split": split, "limit": limit, "accept_iou": accept_iou,

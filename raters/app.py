@@ -308,7 +308,7 @@ def _correct_item(token: str, item: dict, rgb: np.ndarray) -> dict | None:
     comment = st.text_input("Comment (optional)", key=f"q_fix_comment_{k}")
     answer = {"strokes": strokes, "snap": snap, "comment": comment or None}
     try:
-        result = S.corrected_mask(engine(), token, k, answer)
+        result = S.corrected_mask(engine(), token, start, answer)
     except ValueError as exc:
         st.error(str(exc))
         return None

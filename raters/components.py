@@ -18,27 +18,22 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-import cv2
 import numpy as np
 import streamlit as st
+
+from synth.io import encode_jpeg, encode_png
 
 COOKIE = "liftlab_session"
 
 
 def jpeg_url(rgb: np.ndarray, quality: int = 90) -> str:
-    """An ``(H, W, 3)`` uint8 RGB image as a ``data:image/jpeg`` URL."""
-    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
-    if not ok:  # pragma: no cover
-        raise ValueError("JPEG encoding failed")
-    return "data:image/jpeg;base64," + base64.b64encode(buf.tobytes()).decode()
+    """An ``(H, W, 3)`` uint8 RGB image as a ``data:image/jpeg`` URL (:func:`synth.io.encode_jpeg`)."""
+    return "data:image/jpeg;base64," + base64.b64encode(encode_jpeg(rgb, quality)).decode()
 
 
 def png_url(gray: np.ndarray) -> str:
-    """An ``(H, W)`` uint8 image as a ``data:image/png`` URL."""
-    ok, buf = cv2.imencode(".png", gray)
-    if not ok:  # pragma: no cover
-        raise ValueError("PNG encoding failed")
-    return "data:image/png;base64," + base64.b64encode(buf.tobytes()).decode()
+    """An ``(H, W)`` uint8 image as a ``data:image/png`` URL (:func:`synth.io.encode_png`)."""
+    return "data:image/png;base64," + base64.b64encode(encode_png(gray)).decode()
 
 
 _ZOOM_CSS = """
@@ -262,15 +257,13 @@ export default function (component) {
   const { data } = component;
   const state = window.__liftlabForm || (window.__liftlabForm = {});
   state.data = data;
-  // the current item's form: its widgets' keys end with the item's id (the last item's form, or the
-  // login form, may linger while the page re-renders); else the last fresh form with questions
+  // the current item's form, found by its widgets' keys, which end with the item's id: the last
+  // item's form may linger while the page re-renders, and its answers must never be saved, or
+  // restored, as this item's
   const formEl = () => {
     const id = state.data.id;
     const mine = document.querySelector(`.st-key-q_overall_${id}, .st-key-q_choice_${id}`);
-    if (mine) return mine.closest('[data-testid="stForm"]');
-    const forms = Array.from(document.querySelectorAll('[data-testid="stForm"]'))
-      .filter(f => f.querySelector('[data-testid="stRadio"]') && !f.closest('[data-stale="true"]'));
-    return forms[forms.length - 1];
+    return mine ? mine.closest('[data-testid="stForm"]') : null;
   };
   const groups = () => { const f = formEl(); return f ? Array.from(f.querySelectorAll('[data-testid="stRadio"]')) : []; };
   const chosen = g => g.querySelector("input:checked");
@@ -320,8 +313,10 @@ export default function (component) {
       }
     }, true);  // capture: a focused radio's own key handling must not swallow Enter
   }
+  // restore once the form is on the page, and again for a few seconds: a re-render of the form
+  // right after the reload can reset what was restored (each pass fills only what is still empty)
   let tries = 0;
-  const wait = () => { if (groups().length) restore(); else if (tries++ < 40) setTimeout(wait, 100); };
+  const wait = () => { if (groups().length) restore(); if (tries++ < 40) setTimeout(wait, 100); };
   wait();
 }
 """

@@ -150,6 +150,21 @@ def snap_to_edges(rgb: np.ndarray, mask: np.ndarray, near: np.ndarray, band: int
     return out
 
 
+def prediction_mask(run_path: str | Path, sample_key: str, shape: tuple[int, int]) -> np.ndarray:
+    """A run's prediction of a photo as corrections use it: its probability map
+    (``RUN/predictions/masks/<key>.png``) brought to the photo's ``(H, W)`` (bilinear) and taken at
+    0.5, as ``(H, W)`` bool.
+
+    Raises:
+        synth.io.BadInput: the map cannot be read.
+    """
+    from evalhub.releases import read_probability
+    from raters.render import fit_alpha
+
+    prob = read_probability(str(Path(run_path) / "predictions" / "masks" / f"{sample_key}.png"), "probability")
+    return fit_alpha(prob, shape) >= 0.5
+
+
 def mask_to_png(mask: np.ndarray) -> bytes:
     """An ``(H, W)`` bool mask as an 8-bit grey PNG, 0 background and 255 subject."""
     return encode_png(mask.astype(np.uint8) * 255)

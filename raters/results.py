@@ -450,9 +450,7 @@ def correction_summary(engine: Engine, info: dict[str, Any]) -> dict[str, Any]:
         "mean_pred_iou_corrected", "agreement": {"n_photos", "mean_pairwise_iou"}}``.
     """
     from evalhub.datasets import read_mask
-    from evalhub.releases import read_probability
-    from raters.corrections import png_to_mask
-    from raters.render import fit_alpha
+    from raters.corrections import png_to_mask, prediction_mask
     from synth.io import BadInput
 
     with session_scope(engine) as s:
@@ -469,8 +467,7 @@ def correction_summary(engine: Engine, info: dict[str, Any]) -> dict[str, Any]:
                                "iou_with_original": None, "pred_iou_original": None, "pred_iou_corrected": None}
         try:
             original = read_mask(Path(root) / mask_path, (dinfo or {}).get("mask_encoding", "0-255")) if mask_path else None
-            prob = read_probability(str(Path(info["run_a"]["path"]) / "predictions" / "masks" / f"{key}.png"), "probability")
-            pred = fit_alpha(prob, corrected.shape) >= 0.5
+            pred = prediction_mask(info["run_a"]["path"], key, corrected.shape)
         except BadInput:
             original, pred = None, None
         if original is not None and original.shape == corrected.shape:

@@ -740,9 +740,7 @@ def _correction_start(engine: Engine, p: Principal, assignment_id: int) -> Corre
     import numpy as np
 
     from evalhub.datasets import read_mask
-    from evalhub.releases import read_probability
-    from raters.corrections import png_to_mask
-    from raters.render import fit_alpha
+    from raters.corrections import png_to_mask, prediction_mask
     from synth.io import BadInput, read_rgb
 
     with engine.connect() as conn:
@@ -762,8 +760,7 @@ def _correction_start(engine: Engine, p: Principal, assignment_id: int) -> Corre
     try:
         h, w = read_rgb(photo).shape[:2]
         if (row.settings or {}).get("start", "prediction") == "prediction":
-            prob = read_probability(str(Path(row.run_path) / "predictions" / "masks" / f"{row.sample_key}.png"), "probability")
-            mask, base = fit_alpha(prob, (h, w)) >= 0.5, "prediction"
+            mask, base = prediction_mask(row.run_path, row.sample_key, (h, w)), "prediction"
         elif newest is not None:
             mask, base = png_to_mask(newest.mask_png), f"truth v{newest.version}"
         else:
@@ -798,16 +795,23 @@ def _corrected_mask(start: CorrectionStart, a: Answer) -> tuple[Any, bool, list[
     return edited, bool(a.snap and a.strokes), [s.model_dump() for s in a.strokes]
 
 
-def corrected_mask(engine: Engine, token: str | None, assignment_id: int, answer: dict[str, Any]) -> Any:
+def corrected_mask(engine: Engine, token: str | None, start: CorrectionStart, answer: dict[str, Any]) -> Any:
     """The mask a correction answer would store, for the page's preview (nothing is stored).
+
+    Args:
+        start: what :func:`correction_start` gave the caller for the item (not read again).
 
     Returns:
         ``(H, W)`` bool mask.
 
     Raises:
-        as :func:`correction_start`; ValueError: an invalid answer (fields named).
+        AccessDenied: not logged in, or another rater's item.
+        ValueError: an invalid answer (fields named).
     """
-    start = correction_start(engine, token, assignment_id)
+    p = authenticate(engine, token)
+    with engine.connect() as conn:
+        owner = conn.execute(select(Assignment.rater_id).where(Assignment.id == start.assignment_id)).first()
+    _owned(owner, p, f"assignment {start.assignment_id}")
     return _corrected_mask(start, validate_answer("correct", answer))[0]
 
 

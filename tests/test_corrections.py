@@ -146,7 +146,9 @@ def test_a_correction_is_a_new_ground_truth_version_used_by_scoring_and_synth(co
         S.correction_start(e, t2, item["assignment_id"])
     with pytest.raises(ValueError, match="strokes"):
         S.submit(e, t1, item["assignment_id"], {"strokes": [{"mode": "add", "radius": -1, "points": [[1, 1]]}]})
-    preview = S.corrected_mask(e, t1, item["assignment_id"], {"strokes": STROKES})
+    preview = S.corrected_mask(e, t1, start, {"strokes": STROKES})
+    with pytest.raises(S.AccessDenied):
+        S.corrected_mask(e, t2, start, {"strokes": STROKES})
     res = S.submit(e, t1, item["assignment_id"], {"strokes": STROKES, "comment": "tail was missing"})
     assert res["created"]
     assert not S.submit(e, t1, item["assignment_id"], {"strokes": []})["created"]  # a repeat stores nothing new

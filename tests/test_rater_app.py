@@ -29,9 +29,15 @@ def world(tmp_path_factory):
 
 
 def app(world, monkeypatch):
+    import sys
+
     from streamlit.testing.v1 import AppTest
 
     monkeypatch.setenv("DATABASE_URL", world["url"])
+    # AppTest leaves the app script as sys.modules["__main__"]; a spawn or forkserver process pool
+    # started later in this process (evalhub scoring's workers) would import it, and so run the app,
+    # in every worker. Put the real one back after the test.
+    monkeypatch.setitem(sys.modules, "__main__", sys.modules["__main__"])
     at = AppTest.from_file(str(APP), default_timeout=60)
     at.run()
     return at

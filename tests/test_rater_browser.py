@@ -103,18 +103,27 @@ def test_rater_logs_in_and_submits_two_ratings_in_chromium(server):
         for n in range(2):
             page.get_by_text(f"item {n + 1} of 3").wait_for(timeout=60_000)
             expect(page.locator('img[alt^="cut-out "]')).to_be_visible(timeout=60_000)  # the zoom viewer's cut-out
-            for question, answers in QUESTIONS.items():
-                group = page.get_by_role("radiogroup", name=question)
-                # the previous item's form may still be on screen while the new one renders:
-                # wait for the fresh, unanswered one, then check that the click took
-                expect(group.locator("input:checked")).to_have_count(0, timeout=60_000)
-                group.get_by_text(answers[n], exact=True).click()
-                expect(group.locator("input:checked")).to_have_count(1, timeout=30_000)
+            _answer(page, n)
             page.get_by_role("textbox", name="Comment (optional)").fill(f"browser rating {n + 1}")
             page.get_by_role("button", name="Submit rating").click()
         page.get_by_text("item 3 of 3").wait_for(timeout=60_000)
     assert _ratings(server["engine"], "web") == [(4, 3, "whole", "none", True, "browser rating 1"),
                                                  (2, 1, "partly", "major", False, "browser rating 2")]
+
+
+def _answer(page, n: int, tap: bool = False, fresh: bool = True) -> None:
+    """Answer every question of the form with the ``n``-th answers of :data:`QUESTIONS`, checking
+    each click took. ``fresh``: wait for the new, unanswered form first (the previous item's may
+    still be on screen); a second tab of one item is not fresh (it restores the first tab's draft)."""
+    from playwright.sync_api import expect
+
+    for question, answers in QUESTIONS.items():
+        group = page.get_by_role("radiogroup", name=question)
+        if fresh:
+            expect(group.locator("input:checked")).to_have_count(0, timeout=60_000)
+        option = group.get_by_text(answers[n], exact=True)
+        option.tap() if tap else option.click()
+        expect(group.locator("input:checked")).to_have_count(1, timeout=30_000)
 
 
 def _checked(page, question: str):
@@ -154,7 +163,6 @@ def test_keys_answer_and_a_reload_keeps_the_login_and_the_half_filled_form(serve
 @pytest.mark.browser
 @pytest.mark.slow
 def test_a_second_tabs_answer_is_reported_not_dropped_silently(server):
-    from playwright.sync_api import expect
 
     with _browser(server["tmp"]) as (ctx, page):
         _login(page, server["url"], "tabs", server["passwords"]["tabs"])
@@ -162,11 +170,8 @@ def test_a_second_tabs_answer_is_reported_not_dropped_silently(server):
         other.goto(server["url"])  # the login cookie opens the second tab too
         for tab in (page, other):
             tab.get_by_text("item 1 of 3").wait_for(timeout=60_000)
-        for tab, answers in ((page, 0), (other, 1)):
-            for question, options in QUESTIONS.items():
-                group = tab.get_by_role("radiogroup", name=question)
-                group.get_by_text(options[answers], exact=True).click()
-                expect(group.locator("input:checked")).to_have_count(1, timeout=30_000)
+        _answer(page, 0)
+        _answer(other, 1, fresh=False)
         page.get_by_role("button", name="Submit rating").click()
         page.get_by_text("item 2 of 3").wait_for(timeout=60_000)
         other.get_by_role("button", name="Submit rating").click()
@@ -187,10 +192,7 @@ def test_a_phone_width_page_shows_photo_and_cut_out_together_with_the_form_reach
         a, b = photo.bounding_box(), cut.bounding_box()
         assert abs(a["y"] - b["y"]) < 2 and a["x"] + a["width"] <= b["x"] + 1  # side by side
         assert b["x"] + b["width"] <= 390 + 1 and a["width"] > 100
-        for question, answers in QUESTIONS.items():
-            group = page.get_by_role("radiogroup", name=question)
-            group.get_by_text(answers[0], exact=True).tap()
-            expect(group.locator("input:checked")).to_have_count(1, timeout=30_000)
+        _answer(page, 0, tap=True)
         page.get_by_role("button", name="Submit rating").tap()
         page.get_by_text("item 2 of 3").wait_for(timeout=60_000)
     assert _ratings(server["engine"], "phone") == [(4, 3, "whole", "none", True, None)]
@@ -322,7 +324,6 @@ def test_login_throttling_and_equal_timing_for_known_and_unknown_names(tmp_path)
 @pytest.mark.slow
 def test_nul_characters_show_no_traceback_on_postgresql(pg_url, tmp_path):
     _need_chromium()
-    from playwright.sync_api import expect
 
     w = scored_catalog(pg_url, tmp_path, n=6)
     pw = add_raters(w["engine"], ["nul"], admin=None)
@@ -334,10 +335,7 @@ def test_nul_characters_show_no_traceback_on_postgresql(pg_url, tmp_path):
         page.get_by_role("button", name="Log in").click()
         page.get_by_text("wrong name or password").wait_for(timeout=60_000)
         _login(page, app_url, "nul", pw["nul"])
-        for question, answers in QUESTIONS.items():
-            group = page.get_by_role("radiogroup", name=question)
-            group.get_by_text(answers[0], exact=True).click()
-            expect(group.locator("input:checked")).to_have_count(1, timeout=30_000)
+        _answer(page, 0)
         page.get_by_role("textbox", name="Comment (optional)").fill("bad \x00 comment")
         page.get_by_role("button", name="Submit rating").click()
         page.get_by_text("control characters are not allowed").wait_for(timeout=60_000)

@@ -665,11 +665,19 @@ def test_results_are_computed_once_per_change(world, monkeypatch):
         S.results(e, boss, "nope")
 
 
+def _two_raters_and_an_admin(world, name: str, campaign: str, n_items: int, seed: int) -> tuple[str, str, str]:
+    """Raters ``name`` and ``other-name`` sharing every item of a new campaign on the eroded run
+    (k = 2), and admin ``boss-name``; returns their session tokens in that order."""
+    e = world["engine"]
+    names = [name, f"other-{name}"]
+    pw = add_raters(e, names, admin=f"boss-{name}")
+    create_campaign(e, campaign, [world["runs"]["eroded"]], n_items, 2, raters=names, seed=seed)
+    return tuple(S.login(e, n, pw[n]) for n in (*names, f"boss-{name}"))
+
+
 def test_a_rater_skips_an_item_by_reporting_a_problem_and_admins_see_it(world):
     e = world["engine"]
-    pw = add_raters(e, ["sk", "other-sk"], admin="boss-sk")
-    create_campaign(e, "skips", [world["runs"]["eroded"]], 3, 2, raters=["sk", "other-sk"], seed=14)
-    t, o, boss = S.login(e, "sk", pw["sk"]), S.login(e, "other-sk", pw["other-sk"]), S.login(e, "boss-sk", pw["boss-sk"])
+    t, o, boss = _two_raters_and_an_admin(world, "sk", "skips", 3, seed=14)
     first = S.next_item(e, t)
     assert (first["done"], first["total"]) == (0, 3)  # progress within this campaign
     with pytest.raises(ValueError, match="reason"):
@@ -761,9 +769,7 @@ def test_raters_edit_their_answers_while_the_campaign_is_open_and_history_is_kep
     from db.models import RatingRevision
 
     e = world["engine"]
-    pw = add_raters(e, ["ed", "other-ed"], admin="boss-ed")
-    create_campaign(e, "edits", [world["runs"]["eroded"]], 2, 2, raters=["ed", "other-ed"], seed=16)
-    t, o, boss = S.login(e, "ed", pw["ed"]), S.login(e, "other-ed", pw["other-ed"]), S.login(e, "boss-ed", pw["boss-ed"])
+    t, o, boss = _two_raters_and_an_admin(world, "ed", "edits", 2, seed=16)
     item = S.next_item(e, t)
     rid = S.submit(e, t, item["assignment_id"], {**SINGLE, "overall": 2, "comment": "first"}, seconds=3)["rating_id"]
     before = S.results(e, boss, "edits", n_boot=100)
