@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Optional
@@ -207,13 +206,16 @@ def serve(
 
     env = dict(os.environ)
     env["DATABASE_URL"] = db.database_url(database_url)
-    _engine(env["DATABASE_URL"])  # migrate before serving
+    _engine(env["DATABASE_URL"]).dispose()  # migrate before serving
     script = Path(__file__).with_name("app.py")
     cmd = [sys.executable, "-m", "streamlit", "run", str(script), "--server.port", str(port), "--server.address", address,
            "--server.headless", "true", "--browser.gatherUsageStats", "false",
            # visitors never see a traceback (file paths, SQL, parameters): errors show as one line
            "--client.showErrorDetails", "none"]
-    raise typer.Exit(subprocess.call(cmd, env=env))
+    # become the server (no child process): a signal to this process, as a supervisor or a test
+    # sends it, stops the app itself rather than leaving it running with its database connections
+    sys.stdout.flush()
+    os.execve(sys.executable, cmd, env)
 
 
 cli = console_script(app)

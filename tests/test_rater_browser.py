@@ -166,6 +166,7 @@ def test_a_second_tabs_answer_is_reported_not_dropped_silently(server):
 
     with _browser(server["tmp"]) as (ctx, page):
         _login(page, server["url"], "tabs", server["passwords"]["tabs"])
+        page.wait_for_function("() => document.cookie.includes('liftlab_session=')", timeout=60_000)  # set just after the render
         other = ctx.new_page()
         other.goto(server["url"])  # the login cookie opens the second tab too
         for tab in (page, other):
@@ -268,8 +269,8 @@ def test_login_throttling_and_equal_timing_for_known_and_unknown_names(tmp_path)
     """Equal timing: the time from clicking "Log in" to the refusal, for a known name with a wrong
     password and for an unknown name, alternating, 12 each. The page's own latency varies by up to
     a second between attempts, so the floor (the fastest attempt) is compared, which that noise only
-    adds to: the two floors differ by less than half of one argon2 verification (measured here,
-    about 0.15 s), which is what a missing dummy hash would take off the unknown name's. Throttling:
+    adds to: the unknown name's floor is not lower than the known name's by half of one argon2
+    verification (measured here, about 0.15 s), which is what a missing dummy hash would take off it. Throttling:
     after the free failures, even the right password is refused with the wait."""
     _need_chromium()
     from raters.service import _hasher
@@ -308,8 +309,9 @@ def test_login_throttling_and_equal_timing_for_known_and_unknown_names(tmp_path)
             page.get_by_role("textbox", name="Name").wait_for(timeout=60_000)
             who = "known" if i % 2 == 0 else "nobody-here"
             times["known" if who == "known" else "unknown"].append(attempt(page, who, "wrong password!", refusal))
-        diff = abs(min(times["known"]) - min(times["unknown"]))
-        assert diff < 0.5 * argon2_s, (times, argon2_s)
+        # what leaks a name is an unknown name answered faster (no argon2 for it); the other side is
+        # the load of a shared machine, which only slows attempts down, so it is not held to the bound
+        assert min(times["unknown"]) > min(times["known"]) - 0.5 * argon2_s, (times, argon2_s)
     with _serve(url) as app_url, _browser(tmp_path) as (_, page):
         for _ in range(5):  # the free failures
             page.goto(app_url)
