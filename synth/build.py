@@ -18,6 +18,7 @@ from tqdm import tqdm
 from synth.balance import balance_report, cell_of
 from synth.executors import chunk, default_workers, register, run_units
 from synth.folders import FolderError, Marker, ensure_folder, foreign_entries, locked, read_marker, write_marker
+from synth.io import stale_temporaries
 from synth.plan import SPLITS, make_plan, split_counts
 from synth.prepare import default_cache_dir, load_background, load_foreground
 from synth.recipe import Recipe, load_recipe
@@ -234,6 +235,10 @@ def _build(recipe: Recipe, out_dir: Path, workers: int | None, executor: str, ra
     write_marker(out_dir, Marker("build", "synth build", {"fingerprint": fingerprint, "recipe": recipe.name, "dataset": dataset}))
     parts = out_dir / PARTS_DIR
     parts.mkdir(parents=True, exist_ok=True)
+    if earlier is not None:  # a killed writer's temporary files (this build holds the folder's lock)
+        for folder in [parts] + [out_dir / d for d, _ in OUTPUT_DIRS.values()]:
+            for tmp in stale_temporaries(folder):
+                tmp.unlink()
 
     ctx = BuildContext(recipe=recipe, fgs={f.fg_id: f for f in fgs}, bgs={b.bg_id: b for b in bgs}, cache_dir=Path(cache_dir), out_dir=out_dir)
 

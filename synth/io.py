@@ -247,6 +247,16 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         raise
 
 
+def stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """The temporary files :func:`atomic_write_bytes` left in ``folder`` when its writer was killed
+    between creating and renaming one (named ``.<name>.<random>.tmp``); none when the folder is
+    missing. Only the folder's owner, holding its lock, may remove them."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.name.startswith(".") and p.name.endswith(".tmp") and p.is_file())
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """UTF-8 text variant of :func:`atomic_write_bytes`."""
     atomic_write_bytes(path, text.encode("utf-8"))

@@ -167,6 +167,26 @@ def test_sigkill_then_resume_is_byte_identical(tmp_path, cache_dir):
     assert not any(p.name.endswith(".tmp") for p in out.rglob("*"))
 
 
+def test_resume_removes_the_killed_writers_temporary_files(tmp_path, cache_dir):
+    # a writer killed between creating and renaming its temporary file leaves it behind; the
+    # resumed build (which holds the folder's lock) removes those of its own naming, and only those
+    doc = ecssd_recipe(cache_dir, n_samples=8, catalog={"enabled": False}, output={"size": [96, 96]})
+    ref = build(parse_recipe(doc), tmp_path / "ref", workers=1, progress=False)
+    out = tmp_path / "cut"
+    build(parse_recipe(doc), out, workers=1, progress=False)
+    marker = read_marker(out)
+    marker.state = "writing"
+    write_marker(out, marker)
+    (out / "manifest.parquet").unlink()
+    (out / ".parts").mkdir()
+    for stale in ("images/.0000003.jpg.k2j9x1ab.tmp", "masks/.0000003.png.q81hz0cd.tmp", ".parts/.0000003.json.9dkq2m1a.tmp"):
+        (out / stale).write_bytes(b"")
+    (out / "images" / "0000003.jpg").unlink()
+    build(parse_recipe(doc), out, workers=1, progress=False, resume=True)
+    assert tree(out) == tree(ref.out_dir)
+    assert not any(p.name.endswith(".tmp") for p in out.rglob("*"))
+
+
 def test_resume_refuses_a_changed_recipe_finished_or_not(tmp_path, cache_dir):
     doc = ecssd_recipe(cache_dir, n_samples=4, catalog={"enabled": False})
     out = tmp_path / "o"
