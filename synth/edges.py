@@ -63,15 +63,25 @@ def trimap_from_alpha(alpha: np.ndarray, radius: int) -> np.ndarray:
         ``(H, W)`` uint8 trimap with values in {0, 128, 255}.
     """
     a8 = _alpha_u8(alpha)
-    fg = (a8 == 255).astype(np.uint8)
-    bg = (a8 == 0).astype(np.uint8)
+    tri = np.zeros(a8.shape, np.uint8)  # TRIMAP_BG
+    # Farther than radius + 1 px from every non-zero pixel the trimap is definite background, and
+    # inside that margin the crop's replicated edge holds the zeros that really lie beyond it: the
+    # erosions run on the subject's box only, with exactly the whole frame's result.
+    box = tight_bbox(a8, margin=radius + 1)
+    if box is None:
+        return tri
+    y0, y1, x0, x1 = box
+    a = a8[y0:y1, x0:x1]
+    fg = (a == 255).astype(np.uint8)
+    bg = (a == 0).astype(np.uint8)
     if radius > 0:
         k = disk(radius)
         fg = cv2.erode(fg, k, borderType=cv2.BORDER_REPLICATE)
         bg = cv2.erode(bg, k, borderType=cv2.BORDER_REPLICATE)
-    tri = np.full(a8.shape, TRIMAP_UNKNOWN, np.uint8)
-    tri[fg > 0] = TRIMAP_FG
-    tri[bg > 0] = TRIMAP_BG
+    sub = np.full(a.shape, TRIMAP_UNKNOWN, np.uint8)
+    sub[fg > 0] = TRIMAP_FG
+    sub[bg > 0] = TRIMAP_BG
+    tri[y0:y1, x0:x1] = sub
     return tri
 
 

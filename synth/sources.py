@@ -13,6 +13,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from synth.edges import tight_bbox
 from synth.io import BadInput, binary_from_gray, printable_path, read_gray, read_rgb, read_rgba, sha256_file, utf8_name
 from synth.recipe import BackgroundPool, ForegroundPool
 
@@ -89,7 +90,11 @@ def mask_attributes(mask: np.ndarray) -> dict[str, Any]:
     """
     area = float(mask.mean())
     bucket = next(name for hi, name in AREA_BUCKETS if area < hi)
-    n, _, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    box = tight_bbox(mask)  # components lie inside the subject's box: label only that
+    n, stats = 0, None
+    if box is not None:
+        y0, y1, x0, x1 = box
+        n, _, stats, _ = cv2.connectedComponentsWithStats(mask[y0:y1, x0:x1].astype(np.uint8), connectivity=8)
     min_px = max(16, 0.01 * mask.sum())
     n_comp = int((stats[1:, cv2.CC_STAT_AREA] >= min_px).sum()) if n > 1 else 0
     touches = bool(mask[0].any() or mask[-1].any() or mask[:, 0].any() or mask[:, -1].any())
@@ -114,7 +119,10 @@ def thin_fraction(mask: np.ndarray) -> float:
         return 0.0
     r = max(1, int(round(THIN_RADIUS_FRACTION * math.hypot(*mask.shape[:2]))))
     k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
-    opened = cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_OPEN, k)
+    # The opening is 0 farther than r from the subject, and within r + 1 px of it the crop holds
+    # the real zeros: run it on the subject's box grown by r + 1 (the whole frame's result exactly).
+    y0, y1, x0, x1 = tight_bbox(mask, margin=r + 1)
+    opened = cv2.morphologyEx(mask[y0:y1, x0:x1].astype(np.uint8), cv2.MORPH_OPEN, k)
     return 1.0 - int(cv2.countNonZero(opened)) / n
 
 

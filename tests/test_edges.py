@@ -1,5 +1,6 @@
 """Trimap band widths and alpha refinement against a real ground-truth alpha matte."""
 
+import cv2
 import numpy as np
 import pytest
 
@@ -28,6 +29,33 @@ def test_soft_pixels_are_always_unknown():
     alpha[:2] = 1.0
     tri = trimap_from_alpha(alpha, 0)
     assert tri[4, 4] == 128 and tri[0, 0] == 255 and tri[9, 9] == 0
+
+
+def _whole_frame_trimap(a8: np.ndarray, radius: int) -> np.ndarray:
+    """The trimap's definition on the whole frame: both erosions over every pixel."""
+    fg, bg = (a8 == 255).astype(np.uint8), (a8 == 0).astype(np.uint8)
+    if radius:
+        k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+        fg = cv2.erode(fg, k, borderType=cv2.BORDER_REPLICATE)
+        bg = cv2.erode(bg, k, borderType=cv2.BORDER_REPLICATE)
+    return np.where(fg > 0, 255, np.where(bg > 0, 0, 128)).astype(np.uint8)
+
+
+def test_trimap_on_the_subjects_box_equals_the_whole_frame_erosions():
+    # real soft edges (the lemur's alpha) shifted against each border, and random specks
+    lemur = read_gray(LEMUR / "lemur_alpha.png")
+    rng = np.random.default_rng(3)
+    cases = [lemur, np.zeros((5, 7), np.uint8), np.full((9, 9), 255, np.uint8)]
+    for dy, dx in ((0, 0), (-60, 0), (0, -90), (80, 40)):
+        cases.append(np.roll(np.roll(lemur, dy, axis=0), dx, axis=1))
+    for _ in range(40):
+        h, w = rng.integers(3, 48, 2)
+        a = np.where(rng.random((h, w)) < 0.04, rng.integers(1, 256, (h, w)), 0).astype(np.uint8)
+        a[rng.random((h, w)) < 0.03] = 255
+        cases.append(a)
+    for a in cases:
+        for radius in (0, 1, 5, 10):
+            np.testing.assert_array_equal(trimap_from_alpha(a, radius), _whole_frame_trimap(a, radius))
 
 
 def test_band_radius_from_fraction_of_diagonal():

@@ -97,6 +97,24 @@ def test_cutout_occluder_covers_about_the_asked_share():
     assert cutout_occluder_layer(fg, a, np.zeros_like(subject), 0.5, 0.0, 0.15, 0.0, 0.0) is None
 
 
+def test_mask_attributes_on_the_subjects_box_equal_the_whole_frame_ones():
+    # components and the thin-structure opening run on the subject's box; the whole frame's
+    # definitions give the same numbers, also for subjects cut by the frame's edges
+    from synth.sources import mask_attributes, thin_fraction
+
+    for stem in ("0002", "0017", "0040", "0123"):
+        mask = read_gray(ECSSD / "masks" / f"{stem}.png") > 127
+        big = cv2.resize(mask.astype(np.uint8), (1024, 768), interpolation=cv2.INTER_NEAREST) > 0
+        for m in (mask, big, np.roll(big, 300, axis=1), np.roll(big, -250, axis=0)):
+            r = max(1, int(round(0.01 * np.hypot(*m.shape))))
+            k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+            opened = cv2.morphologyEx(m.astype(np.uint8), cv2.MORPH_OPEN, k)
+            assert thin_fraction(m) == 1.0 - cv2.countNonZero(opened) / m.sum()
+            n, _, stats, _ = cv2.connectedComponentsWithStats(m.astype(np.uint8), connectivity=8)
+            assert mask_attributes(m)["n_components"] == int((stats[1:, cv2.CC_STAT_AREA] >= max(16, 0.01 * m.sum())).sum())
+    assert mask_attributes(np.zeros((8, 8), bool))["n_components"] == 0
+
+
 def test_balancing_a_composite_attribute_is_refused_with_its_source_name(cache_dir):
     with pytest.raises(RecipeError, match="balance.columns: .*'area_bucket' is computed from each composite's own mask.*source_area_bucket"):
         parse_recipe(ecssd_recipe(cache_dir, balance={"columns": ["area_bucket"]}))
