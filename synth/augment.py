@@ -8,6 +8,38 @@ import numpy as np
 
 LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 
+NORMAL_LEVELS = 1 << 16
+"""Atoms of :func:`standard_normal`: one per 16-bit uniform draw."""
+
+
+def _normal_table() -> np.ndarray:
+    from scipy.special import ndtri
+
+    q = ndtri((np.arange(NORMAL_LEVELS, dtype=np.float64) + 0.5) / NORMAL_LEVELS)
+    return (q / np.sqrt(np.mean(q * q))).astype(np.float32)
+
+
+_NORMAL = _normal_table()
+
+
+def standard_normal(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    """I.i.d. standard normal noise for images by inverse-transform sampling (Devroye, *Non-Uniform
+    Random Variate Generation*, 1986, II.2) of 16-bit uniforms: each draw picks one of
+    :data:`NORMAL_LEVELS` equiprobable atoms, the normal quantiles at ``(k + 0.5) / 65536``, scaled
+    to unit variance.
+
+    The atoms' distribution is within ``2**-17`` of N(0, 1) in Kolmogorov distance and reaches
+    +-4.3 sigma (an 8-bit image never sees the difference); it costs about a third of NumPy's
+    float32 ziggurat (``Generator.standard_normal``) per value. Deterministic in ``rng``.
+
+    Args:
+        rng: the sample's generator (``default_rng([seed, index])``). shape: output shape.
+
+    Returns:
+        ``shape`` float32, mean 0, variance 1.
+    """
+    return _NORMAL[rng.integers(0, NORMAL_LEVELS, size=shape, dtype=np.uint16)]
+
 
 def jitter_matrix(mean_luma: float, brightness: float, contrast: float, saturation: float, hue_deg: float) -> np.ndarray:
     """The ``(3, 4)`` affine RGB map of :func:`color_jitter` (last column: offset)."""
@@ -54,8 +86,11 @@ def gaussian_blur(image: np.ndarray, sigma: float) -> np.ndarray:
 
 
 def gaussian_noise(image: np.ndarray, sigma_levels: float, rng: np.random.Generator) -> np.ndarray:
-    """Additive Gaussian noise with standard deviation ``sigma_levels`` in 8-bit levels (0-255)."""
+    """Additive Gaussian noise (:func:`standard_normal`) with standard deviation ``sigma_levels`` in
+    8-bit levels (0-255), clipped to [0, 1]. float32."""
     if sigma_levels <= 0:
         return image
-    noise = rng.standard_normal(image.shape).astype(np.float32) * (sigma_levels / 255.0)
-    return np.clip(image + noise, 0.0, 1.0).astype(np.float32)
+    noise = standard_normal(rng, image.shape)
+    noise *= np.float32(sigma_levels / 255.0)
+    noise += image
+    return np.clip(noise, 0.0, 1.0, out=noise)

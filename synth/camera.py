@@ -14,7 +14,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from synth.harmonize import linear_to_srgb, srgb_to_linear
+from synth.augment import standard_normal
+from synth.harmonize import SRGB_TO_LINEAR_8, linear_to_srgb, linear_to_srgb_u8, srgb_to_linear
 
 
 def disk_kernel(radius_px: float) -> np.ndarray:
@@ -65,22 +66,35 @@ def defocus(image: np.ndarray, radius_px: float, fast: bool = True) -> np.ndarra
 def sensor_noise(image: np.ndarray, shot: float, read: float, rng: np.random.Generator) -> np.ndarray:
     """Signal-dependent sensor noise on the whole frame: the Poisson-Gaussian model of Foi et al.,
     "Practical Poissonian-Gaussian Noise Modeling and Fitting for Single-Image Raw-Data" (IEEE TIP
-    2008), ``y = x + sqrt(shot * x + read^2) * n``, ``n ~ N(0, 1)`` i.i.d. per pixel and channel, in
-    linear light ``x`` in [0, 1], then back to sRGB.
+    2008), ``y = x + sqrt(shot * x + read^2) * n``, ``n ~ N(0, 1)`` i.i.d. per pixel and channel
+    (:func:`synth.augment.standard_normal`), in linear light ``x`` in [0, 1], then back to sRGB.
 
     Args:
+        image: ``(H, W, 3)`` float32 sRGB in [0, 1], or uint8 sRGB: then ``x`` and the noise's
+            standard deviation come from 256-entry tables (exactly the float values of those
+            levels) and the sRGB encoding is rounded straight to 8 bits
+            (:func:`synth.harmonize.linear_to_srgb_u8`), the last step of a render.
         shot: the Poisson (signal-dependent) variance gain, >= 0. read: the Gaussian read-noise
             standard deviation in linear units, >= 0.
 
     Returns:
-        ``(H, W, 3)`` float32 sRGB in [0, 1].
+        ``(H, W, 3)`` sRGB: float32 in [0, 1] for float input, uint8 for uint8 input.
     """
     if shot <= 0 and read <= 0:
         return image
-    lin = srgb_to_linear(image)
-    sd = np.sqrt(np.maximum(shot * lin + read * read, 0.0))
-    noisy = lin + sd * rng.standard_normal(lin.shape, dtype=np.float32)
-    return linear_to_srgb(noisy)
+    if image.dtype == np.uint8:
+        lin = cv2.LUT(image, SRGB_TO_LINEAR_8)
+        sd = cv2.LUT(image, np.sqrt(np.maximum(np.float32(shot) * SRGB_TO_LINEAR_8 + np.float32(read * read), 0)))
+    else:
+        lin = srgb_to_linear(image)
+        sd = lin * np.float32(shot)
+        sd += np.float32(read * read)
+        np.maximum(sd, 0.0, out=sd)
+        np.sqrt(sd, out=sd)
+    noisy = standard_normal(rng, lin.shape)
+    noisy *= sd
+    noisy += lin
+    return linear_to_srgb_u8(noisy) if image.dtype == np.uint8 else linear_to_srgb(noisy)
 
 
 def contact_shadow(plate: np.ndarray, alpha: np.ndarray, opacity: float, blur_px: float, offset_px: float) -> np.ndarray:

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from synth.augment import color_jitter, gaussian_noise
+from synth.augment import NORMAL_LEVELS, color_jitter, gaussian_noise, standard_normal
 
 
 @pytest.fixture
@@ -41,3 +41,33 @@ def test_noise_level_in_8bit_levels():
     flat = np.full((256, 256, 3), 0.5, np.float32)
     out = gaussian_noise(flat, 4.0, np.random.default_rng(0))
     assert (out - flat).std() * 255 == pytest.approx(4.0, rel=0.03)
+
+
+def test_standard_normal_atoms_are_the_normal_quantiles():
+    """Inverse-transform sampling from 2**16 equiprobable atoms: the atoms are the N(0, 1) quantiles
+    at the bin midpoints (scaled to unit variance), so the sampled law is within 2**-17 of N(0, 1)
+    in Kolmogorov distance, checked exactly against scipy's normal CDF at every atom."""
+    from scipy import stats
+
+    from synth.augment import _NORMAL
+
+    k = np.arange(NORMAL_LEVELS)
+    assert _NORMAL.dtype == np.float32 and np.all(np.diff(_NORMAL) > 0)
+    assert float(np.mean(_NORMAL.astype(np.float64) ** 2)) == pytest.approx(1.0, abs=1e-6)
+    assert float(np.mean(_NORMAL)) == pytest.approx(0.0, abs=1e-9)
+    cdf = stats.norm.cdf(_NORMAL.astype(np.float64))
+    # the step CDF of the atoms jumps from k / N to (k + 1) / N at atom k
+    assert max(np.abs(cdf - k / NORMAL_LEVELS).max(), np.abs(cdf - (k + 1) / NORMAL_LEVELS).max()) <= 2.0**-16 + 2e-6
+    assert 4.2 < _NORMAL.max() < 4.4
+
+
+def test_standard_normal_draws_follow_the_normal_law_and_repeat_with_the_seed():
+    from scipy import stats
+
+    x = standard_normal(np.random.default_rng(5), (512, 512, 3))
+    assert x.dtype == np.float32 and x.shape == (512, 512, 3)
+    y = x.astype(np.float64).ravel()
+    assert abs(y.mean()) < 4 * 1 / np.sqrt(y.size) and y.var() == pytest.approx(1.0, abs=0.005)
+    assert stats.kstest(y[:200_000], "norm").pvalue > 0.001
+    assert np.mean(np.abs(y) > 2) == pytest.approx(2 * stats.norm.sf(2), abs=0.001)
+    np.testing.assert_array_equal(x, standard_normal(np.random.default_rng(5), (512, 512, 3)))

@@ -125,3 +125,20 @@ def test_srgb_transfer_functions_stay_within_float32_precision_of_the_numpy_expr
     # 8-bit round trip is exact
     levels = np.arange(256, dtype=np.float32) / 255
     np.testing.assert_array_equal(np.round(linear_to_srgb(srgb_to_linear(levels)) * 255), np.arange(256))
+
+
+def test_linear_to_srgb_rounded_to_8_bits_in_one_pass():
+    """The fused 8-bit encoder against its definition, rint(255 * linear_to_srgb(x)), on a dense
+    grid through both branches and past both ends, and the 8-bit table against the float function."""
+    from synth.harmonize import SRGB_TO_LINEAR_8, linear_to_srgb, linear_to_srgb_u8, srgb_to_linear
+
+    grid = np.linspace(-0.05, 1.05, 2_000_000, dtype=np.float32).reshape(-1, 1000)
+    want = np.rint(linear_to_srgb(grid) * np.float32(255)).astype(np.uint8)
+    got = linear_to_srgb_u8(grid)
+    assert got.dtype == np.uint8 and got.shape == grid.shape
+    diff = np.abs(got.astype(int) - want)
+    assert diff.max() <= 1 and (diff > 0).mean() < 1e-5  # float32 rounding at a half level only
+    assert got[grid <= 0].max() == 0 and got[grid >= 1].min() == 255
+    levels = np.arange(256, dtype=np.float32) / np.float32(255)
+    np.testing.assert_array_equal(SRGB_TO_LINEAR_8, srgb_to_linear(levels))
+    np.testing.assert_array_equal(linear_to_srgb_u8(SRGB_TO_LINEAR_8), np.arange(256))  # exact round trip

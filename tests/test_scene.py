@@ -56,6 +56,25 @@ def test_sensor_noise_follows_the_poisson_gaussian_variance():
     np.testing.assert_allclose(var, shot * levels + read**2, rtol=0.05)
 
 
+def test_sensor_noise_on_an_8_bit_image_is_the_float_path_rounded():
+    """The 8-bit path (linear light by table, the sRGB encoding rounded straight to 8 bits) with the
+    same noise draws equals the float path rounded, on a real photo; and keeps Foi's variance law."""
+    photo = read_rgb(ECSSD / "images" / "0001.jpg")
+    shot, read = 0.003, 0.004
+    got = camera.sensor_noise(photo, shot, read, np.random.default_rng(9))
+    want = np.rint(camera.sensor_noise(photo.astype(np.float32) / 255, shot, read, np.random.default_rng(9)) * 255)
+    assert got.dtype == np.uint8 and got.shape == photo.shape
+    diff = np.abs(got.astype(int) - want)
+    assert diff.max() <= 1 and (diff > 0).mean() < 1e-4
+    levels = np.array([40, 120, 200], np.uint8)
+    flat = np.repeat(levels, 30000).reshape(3, -1)[..., None].repeat(3, axis=2)
+    noisy = srgb_to_linear(camera.sensor_noise(flat, shot, read, np.random.default_rng(1)).astype(np.float32) / 255)
+    lin = srgb_to_linear(levels.astype(np.float32) / 255)
+    # 8-bit rounding adds its own variance, (slope of the sRGB decoding / 255)^2 / 12
+    slope = (srgb_to_linear((levels + 0.5) / 255) - srgb_to_linear((levels - 0.5) / 255))
+    np.testing.assert_allclose(noisy.var(axis=(1, 2)), shot * lin + read**2 + slope**2 / 12, rtol=0.05)
+
+
 def test_contact_shadow_darkens_only_below_the_subject():
     plate = np.full((100, 100, 3), 0.6, np.float32)
     alpha = np.zeros((100, 100), np.float32)
