@@ -28,10 +28,40 @@ def register(kind: str):
     return deco
 
 
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
+KEEP_FREED_BELOW = 32 << 20
+"""Blocks up to this size (glibc's largest mmap threshold, 32 MiB) come from the heap in a worker."""
+KEEP_FREED_TOTAL = 256 << 20
+"""Freed heap memory a worker keeps for reuse before returning the rest to the system."""
+
+
+def keep_freed_memory() -> bool:
+    """Make glibc keep freed memory for reuse in this process (``mallopt``: mmap threshold
+    :data:`KEEP_FREED_BELOW`, trim threshold :data:`KEEP_FREED_TOTAL`).
+
+    Every sample allocates frames of the same sizes (12 MiB for a 1024 x 1024 float32 RGB image).
+    By default glibc maps each such block afresh and unmaps it when freed, so every page of every
+    frame faults in again, sample after sample: about 7,500 page faults and a third of the time of
+    a 1024 composite. With the blocks kept, a worker's memory stays at the peak of one sample.
+    Returns False (and changes nothing) where the C library has no ``mallopt`` (not glibc).
+    """
+    import ctypes
+    import ctypes.util
+
+    try:
+        mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
+    except (OSError, AttributeError, TypeError):
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    return bool(mallopt(M_MMAP_THRESHOLD, KEEP_FREED_BELOW)) and bool(mallopt(M_TRIM_THRESHOLD, KEEP_FREED_TOTAL))
+
+
 def _single_thread() -> None:
+    """A render worker's set-up: one OpenCV thread (N workers on N cores), freed memory kept."""
     import cv2
 
     cv2.setNumThreads(1)
+    keep_freed_memory()
 
 
 DEFAULT_MODULES = ("synth.build",)
