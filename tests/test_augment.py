@@ -45,8 +45,9 @@ def test_noise_level_in_8bit_levels():
 
 def test_standard_normal_atoms_are_the_normal_quantiles():
     """Inverse-transform sampling from 2**16 equiprobable atoms: the atoms are the N(0, 1) quantiles
-    at the bin midpoints (scaled to unit variance), so the sampled law is within 2**-17 of N(0, 1)
-    in Kolmogorov distance, checked exactly against scipy's normal CDF at every atom."""
+    at the bin midpoints (scaled to unit variance), so the sampled law is within 1.1e-5 of N(0, 1)
+    in Kolmogorov distance (2**-17 = 7.6e-6 unscaled), checked against scipy's normal CDF at every
+    atom, where the step CDF jumps."""
     from scipy import stats
 
     from synth.augment import _NORMAL
@@ -57,7 +58,7 @@ def test_standard_normal_atoms_are_the_normal_quantiles():
     assert float(np.mean(_NORMAL)) == pytest.approx(0.0, abs=1e-9)
     cdf = stats.norm.cdf(_NORMAL.astype(np.float64))
     # the step CDF of the atoms jumps from k / N to (k + 1) / N at atom k
-    assert max(np.abs(cdf - k / NORMAL_LEVELS).max(), np.abs(cdf - (k + 1) / NORMAL_LEVELS).max()) <= 2.0**-16 + 2e-6
+    assert max(np.abs(cdf - k / NORMAL_LEVELS).max(), np.abs(cdf - (k + 1) / NORMAL_LEVELS).max()) <= 1.1e-5
     assert 4.2 < _NORMAL.max() < 4.4
 
 
