@@ -2,7 +2,7 @@
 
 Foregrounds: binary masks get a trimap, a soft alpha solved in its unknown band (pymatting) and
 estimated foreground colours, then a tight crop. Backgrounds from masked photos get their subject
-removed by inpainting the dilated mask. Results are cached as lossless PNGs under
+removed by inpainting the dilated mask. Results are cached as raw arrays (``.npy``) under
 ``cache_dir/fg`` and ``cache_dir/bg``, keyed by the SHA-256 of the input files and of every setting
 that changes the result, so a rebuild, a resume or a second recipe reuses them.
 """
@@ -10,6 +10,7 @@ that changes the result, so a rebuild, a resume or a second recipe reuses them.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 from pathlib import Path
@@ -116,8 +117,39 @@ def prepare_background(item: BackgroundItem) -> tuple[np.ndarray, np.ndarray | N
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), hole
 
 
-def _cache_path(cache_dir: Path, kind: str, key: str) -> Path:
-    return cache_dir / kind / key[:2] / f"{key}.png"
+def _cache_path(cache_dir: Path, kind: str, key: str, ext: str = ".npy") -> Path:
+    return cache_dir / kind / key[:2] / f"{key}{ext}"
+
+
+def _read_entry(cache_dir: Path, kind: str, key: str) -> np.ndarray | None:
+    """A cached ``(h, w, 4)`` uint8 entry (RGB + alpha or hole), or None on a miss.
+
+    Entries are raw ``.npy`` arrays: a plate reads in a tenth of the time of its PNG (a third of a
+    millisecond against 3.5 ms for an ECSSD photo, read once a sample), at about twice the disk.
+    An entry an earlier liftlab cached as a lossless PNG (BGRA) is read once and rewritten as
+    ``.npy``, so no preparation is done again. An unreadable entry is a miss (prepared again)."""
+    path = _cache_path(cache_dir, kind, key)
+    if path.is_file():
+        try:
+            arr = np.load(path, allow_pickle=False)
+        except (OSError, ValueError):
+            arr = None
+        if arr is not None and arr.dtype == np.uint8 and arr.ndim == 3 and arr.shape[2] == 4:
+            return arr
+    old = _cache_path(cache_dir, kind, key, ".png")
+    if old.is_file():
+        bgra = cv2.imread(str(old), cv2.IMREAD_UNCHANGED)
+        if bgra is not None and bgra.ndim == 3 and bgra.shape[2] == 4 and bgra.dtype == np.uint8:
+            arr = np.dstack([cv2.cvtColor(bgra[..., :3], cv2.COLOR_BGR2RGB), bgra[..., 3]])
+            _write_entry(cache_dir, kind, key, arr)
+            return arr
+    return None
+
+
+def _write_entry(cache_dir: Path, kind: str, key: str, arr: np.ndarray) -> None:
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(arr, dtype=np.uint8), allow_pickle=False)
+    atomic_write_bytes(_cache_path(cache_dir, kind, key), buf.getvalue())
 
 
 def load_foreground(item: ForegroundItem, edges: Edges, cache_dir: Path) -> tuple[np.ndarray, np.ndarray, bool]:
@@ -126,21 +158,18 @@ def load_foreground(item: ForegroundItem, edges: Edges, cache_dir: Path) -> tupl
     Returns:
         ``(fg, alpha, hit)``: ``(h, w, 3)`` uint8 RGB, ``(h, w)`` uint8, and whether it was cached.
     """
-    path = _cache_path(cache_dir, "fg", fg_cache_key(item, edges))
-    if path.is_file():
-        bgra = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-        if bgra is not None and bgra.ndim == 3 and bgra.shape[2] == 4:
-            return cv2.cvtColor(bgra[..., :3], cv2.COLOR_BGR2RGB), np.ascontiguousarray(bgra[..., 3]), True
+    key = fg_cache_key(item, edges)
+    arr = _read_entry(cache_dir, "fg", key)
+    if arr is not None:
+        return np.ascontiguousarray(arr[..., :3]), np.ascontiguousarray(arr[..., 3]), True
     fg, alpha = prepare_foreground(item, edges)
-    bgra = np.dstack([cv2.cvtColor(fg, cv2.COLOR_RGB2BGR), alpha])
-    ok, buf = cv2.imencode(".png", bgra, [cv2.IMWRITE_PNG_COMPRESSION, 1])
-    atomic_write_bytes(path, buf.tobytes())
+    _write_entry(cache_dir, "fg", key, np.dstack([fg, alpha]))
     return fg, alpha, False
 
 
 def load_background(item: BackgroundItem, cache_dir: Path) -> tuple[np.ndarray, np.ndarray | None, bool]:
     """Prepared background from the cache (``folder`` photos are read directly, never cached).
-    A masked plate is cached as one lossless PNG whose alpha channel is 255 on the inpainted hole.
+    A masked plate is cached with a fourth channel that is 255 on the inpainted hole.
 
     Returns:
         ``(rgb, hole, hit)``: ``(H, W, 3)`` uint8, the ``(H, W)`` bool inpainted region (None for a
@@ -148,13 +177,10 @@ def load_background(item: BackgroundItem, cache_dir: Path) -> tuple[np.ndarray, 
     """
     if item.kind != "masked":
         return read_rgb(item.image), None, False
-    path = _cache_path(cache_dir, "bg", bg_cache_key(item))
-    if path.is_file():
-        bgra = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-        if bgra is not None and bgra.ndim == 3 and bgra.shape[2] == 4:
-            return cv2.cvtColor(bgra[..., :3], cv2.COLOR_BGR2RGB), bgra[..., 3] > 127, True
+    key = bg_cache_key(item)
+    arr = _read_entry(cache_dir, "bg", key)
+    if arr is not None:
+        return np.ascontiguousarray(arr[..., :3]), arr[..., 3] > 127, True
     rgb, hole = prepare_background(item)
-    bgra = np.dstack([cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), hole.astype(np.uint8) * 255])
-    ok, buf = cv2.imencode(".png", bgra, [cv2.IMWRITE_PNG_COMPRESSION, 1])
-    atomic_write_bytes(path, buf.tobytes())
+    _write_entry(cache_dir, "bg", key, np.dstack([rgb, hole.astype(np.uint8) * 255]))
     return rgb, hole, False

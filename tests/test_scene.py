@@ -204,3 +204,39 @@ def test_occluders_are_real_cutouts_and_the_sheet_is_written(realism_build):
     # the mask outline is drawn in pure green on the first tile
     first = sheet[:160, :160]
     assert ((first[..., 1] == 255) & (first[..., 0] == 0) & (first[..., 2] == 0)).any()
+
+
+def test_the_preparation_cache_reads_raw_arrays_and_carries_an_earlier_png_entry_over(tmp_path, monkeypatch):
+    from synth import prepare
+    from synth.recipe import BackgroundPool, Edges, ForegroundPool
+    from synth.sources import scan_backgrounds, scan_foregrounds
+
+    fg_pool = ForegroundPool(name="e", kind="image_mask", images=ECSSD / "images", masks=ECSSD / "masks", limit=2)
+    bg_pool = BackgroundPool(name="b", kind="masked", images=ECSSD / "images", masks=ECSSD / "masks", limit=2)
+    fg, bg = scan_foregrounds(fg_pool)[0][0], scan_backgrounds(bg_pool, (64, 64))[0][0]
+    edges = Edges()
+    f8, a8, hit = prepare.load_foreground(fg, edges, tmp_path)
+    rgb, hole, hit_bg = prepare.load_background(bg, tmp_path)
+    assert not hit and not hit_bg
+    entry = prepare._cache_path(tmp_path, "bg", prepare.bg_cache_key(bg))
+    assert entry.suffix == ".npy" and np.load(entry).shape == (*rgb.shape[:2], 4)
+
+    def never(*_):
+        raise AssertionError("prepared again")
+
+    monkeypatch.setattr(prepare, "prepare_foreground", never)
+    monkeypatch.setattr(prepare, "prepare_background", never)
+    f8b, a8b, hit = prepare.load_foreground(fg, edges, tmp_path)
+    assert hit and np.array_equal(f8b, f8) and np.array_equal(a8b, a8)
+    # an entry an earlier release cached as a BGRA PNG is read, and rewritten as .npy
+    entry.unlink()
+    png = prepare._cache_path(tmp_path, "bg", prepare.bg_cache_key(bg), ".png")
+    cv2.imwrite(str(png), np.dstack([rgb[..., ::-1], hole.astype(np.uint8) * 255]))
+    rgb2, hole2, hit = prepare.load_background(bg, tmp_path)
+    assert hit and np.array_equal(rgb2, rgb) and np.array_equal(hole2, hole) and entry.is_file()
+    # an unreadable entry is a miss: prepared again
+    entry.write_bytes(b"not an array")
+    png.unlink()
+    monkeypatch.undo()
+    rgb3, _, hit = prepare.load_background(bg, tmp_path)
+    assert not hit and np.array_equal(rgb3, rgb)
