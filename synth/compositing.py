@@ -6,10 +6,12 @@ All colour arrays are float32 RGB in [0, 1]; alphas are float32 in [0, 1].
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
+
+from synth.edges import tight_bbox
 
 
 def composite(fg: np.ndarray, alpha: np.ndarray, bg: np.ndarray) -> np.ndarray:
@@ -40,54 +42,116 @@ def alpha_union(alpha_top: np.ndarray, alpha_bottom: np.ndarray) -> np.ndarray:
 
 @dataclass
 class Layer:
-    """One warped layer in output coordinates.
+    """One warped layer, held in its box of the output frame (outside the box it is transparent).
 
-    ``premult``: ``(H, W, 3)`` float32 premultiplied colour alpha*F; ``alpha``: ``(H, W)`` float32.
-    ``is_subject``: False for an occluder, whose coverage is removed from the subject alpha.
+    ``premult``: ``(h, w, 3)`` float32 premultiplied colour alpha*F; ``alpha``: ``(h, w)`` float32 in
+    [0, 1]; ``origin``: ``(y, x)`` of the box's top-left pixel in the frame, so a whole-frame layer
+    has origin ``(0, 0)`` and the frame's shape. ``is_subject``: False for an occluder, whose
+    coverage is removed from the subject alpha.
     """
 
     premult: np.ndarray
     alpha: np.ndarray
     is_subject: bool = True
+    origin: tuple[int, int] = (0, 0)
+
+    @property
+    def box(self) -> tuple[slice, slice]:
+        """The layer's rows and columns in the frame."""
+        (y, x), (h, w) = self.origin, self.alpha.shape
+        return slice(y, y + h), slice(x, x + w)
 
     def colours(self) -> np.ndarray:
-        """Un-premultiplied colours F (0 where alpha is 0)."""
-        a = self.alpha[..., None]
+        """Un-premultiplied colours F (0 where alpha is 0), ``(h, w, 3)`` float32."""
+        a = rgb(self.alpha)
         return np.divide(self.premult, a, out=np.zeros_like(self.premult), where=a > 1e-6)
 
+    def full(self, shape: tuple[int, int]) -> "Layer":
+        """The same layer on a whole ``(H, W)`` frame (origin ``(0, 0)``)."""
+        premult = np.zeros((*shape, 3), np.float32)
+        alpha = np.zeros(shape, np.float32)
+        ov = _overlap(self, (0, 0), shape)
+        if ov is not None:
+            premult[ov[0]] = self.premult[ov[1]]
+            alpha[ov[0]] = self.alpha[ov[1]]
+        return Layer(premult, alpha, self.is_subject)
 
-def subject_alpha(layers: list[Layer], shape: tuple[int, int]) -> np.ndarray:
+
+def _overlap(layer: Layer, origin: tuple[int, int], shape: tuple[int, int]) -> tuple[tuple[slice, slice], tuple[slice, slice]] | None:
+    """Where ``layer`` meets the region of ``shape`` whose top-left pixel is ``origin`` in the frame:
+    ``(region slices, layer slices)``, or None when they do not meet."""
+    (ly, lx), (lh, lw) = layer.origin, layer.alpha.shape
+    (ry, rx), (rh, rw) = origin, shape
+    y0, y1 = max(ly, ry), min(ly + lh, ry + rh)
+    x0, x1 = max(lx, rx), min(lx + lw, rx + rw)
+    if y1 <= y0 or x1 <= x0:
+        return None
+    return (slice(y0 - ry, y1 - ry), slice(x0 - rx, x1 - rx)), (slice(y0 - ly, y1 - ly), slice(x0 - lx, x1 - lx))
+
+
+def _cover(alpha: np.ndarray, layer: Layer, dst: tuple[slice, slice], src: tuple[slice, slice]) -> None:
+    """Add a layer's coverage to the subject alpha in place: union for a subject, removal for an occluder."""
+    a = layer.alpha[src]
+    below = alpha[dst]
+    alpha[dst] = np.clip(alpha_union(a, below) if layer.is_subject else (1.0 - a) * below, 0.0, 1.0)
+
+
+def subject_alpha(layers: list[Layer], shape: tuple[int, int], origin: tuple[int, int] = (0, 0)) -> np.ndarray:
     """The alpha :func:`composite_layers` returns for ``layers``, without compositing colours:
     subject layers unioned with :func:`alpha_union`, occluders removing their coverage.
 
+    Args:
+        layers: back to front. shape: ``(H, W)`` of the region; origin: its top-left pixel in the
+            frame (default: the whole frame).
+
     Returns:
-        ``(H, W)`` float32 in [0, 1] (``shape`` when there is no layer).
+        ``(H, W)`` float32 in [0, 1] (zeros where no layer reaches).
     """
     alpha = np.zeros(shape, np.float32)
     for layer in layers:
-        a = layer.alpha
-        alpha = alpha_union(a, alpha) if layer.is_subject else (1.0 - a) * alpha
-    return np.clip(alpha, 0.0, 1.0)
+        ov = _overlap(layer, origin, shape)
+        if ov is not None:
+            _cover(alpha, layer, *ov)
+    return alpha
 
 
-def composite_layers(bg: np.ndarray, layers: list[Layer]) -> tuple[np.ndarray, np.ndarray]:
+def composite_layers(bg: np.ndarray, layers: list[Layer], origin: tuple[int, int] = (0, 0)) -> tuple[np.ndarray, np.ndarray]:
     """Composite layers back to front over ``bg``.
 
-    Each layer is laid "over" what is below: I <- aF + (1 - a) I. The subject alpha is the union of
-    the subject layers' alphas (a <- a_t + (1 - a_t) a), and an occluder removes its coverage from it
-    (a <- (1 - a_o) a), so the returned alpha is exactly the visible subject coverage.
+    Each layer is laid "over" what is below: I <- aF + (1 - a) I, inside its box only (it is
+    transparent elsewhere). The subject alpha is the union of the subject layers' alphas
+    (a <- a_t + (1 - a_t) a), and an occluder removes its coverage from it (a <- (1 - a_o) a), so
+    the returned alpha is exactly the visible subject coverage.
 
     Args:
-        bg: ``(H, W, 3)`` float32 in [0, 1].
+        bg: ``(H, W, 3)`` float32 in [0, 1]: the whole frame, or the region of it whose top-left
+            pixel is ``origin``.
         layers: back to front.
 
     Returns:
         ``(image, alpha)``: ``(H, W, 3)`` float32 and ``(H, W)`` float32, both in [0, 1].
     """
-    image = bg.astype(np.float32).copy()
+    image = bg.astype(np.float32, copy=True)
+    alpha = np.zeros(bg.shape[:2], np.float32)
     for layer in layers:
-        image = layer.premult + (1.0 - layer.alpha)[..., None] * image
-    return np.clip(image, 0.0, 1.0), subject_alpha(layers, bg.shape[:2])
+        ov = _overlap(layer, origin, bg.shape[:2])
+        if ov is None:
+            continue
+        dst, src = ov
+        under = 1.0 - rgb(layer.alpha[src])
+        under *= image[dst]
+        under += layer.premult[src]
+        # each step maps [0, 1] to [0, 1]; the clip only removes float rounding
+        image[dst] = np.clip(under, 0.0, 1.0, out=under)
+        _cover(alpha, layer, dst, src)
+    return image, alpha
+
+
+def rgb(alpha: np.ndarray) -> np.ndarray:
+    """An ``(H, W)`` alpha repeated over three channels, ``(H, W, 3)`` float32 contiguous: NumPy
+    multiplies same-shaped arrays several times faster than it broadcasts over a last axis of 3."""
+    a = np.ascontiguousarray(alpha, dtype=np.float32)
+    return cv2.merge((a, a, a)) if a.size else np.zeros((*a.shape, 3), np.float32)
 
 
 def placement_matrix(
@@ -112,34 +176,63 @@ def placement_matrix(
     return m, s
 
 
-def warp_layer(
-    fg: np.ndarray, alpha: np.ndarray, out_hw: tuple[int, int], scale: float, angle_deg: float,
-    center_xy: tuple[float, float], anchor: tuple[str, ...] | list[str] = (),
-) -> Layer:
-    """Warp a subject crop into the output frame as a premultiplied layer.
+@dataclass(frozen=True)
+class Placement:
+    """Where a subject crop lands in the output frame (:func:`place`).
 
-    Colours are premultiplied before resampling so the transparent surround never bleeds into the
-    edge. A downscale by more than 2x is done first with area averaging (anti-aliased), the
-    remaining rotation and translation with bilinear interpolation.
-
-    Args:
-        fg: ``(h, w, 3)`` float32 colours in [0, 1]; alpha: ``(h, w)`` float32 in [0, 1].
-        out_hw: output ``(H, W)`` in pixels; scale, angle_deg, center_xy: see :func:`placement_matrix`.
-        anchor: output borders (``top``, ``bottom``, ``left``, ``right``) the crop's matching edge is
-            moved onto, overriding the centre along that axis (use with ``angle_deg = 0``).
+    ``work_hw``: the size the crop is resampled from, ``(h, w)`` pixels: its own size, or the size
+    it is first shrunk to with area averaging when it shrinks by more than 2x. ``matrix``: the
+    ``(2, 3)`` float64 affine map from work-size pixels to output pixels, anchors applied.
+    ``out_hw``: the output ``(H, W)``.
     """
-    premult = fg.astype(np.float32) * alpha.astype(np.float32)[..., None]
-    a = alpha.astype(np.float32)
-    _, s = placement_matrix(a.shape, out_hw, scale, angle_deg, center_xy)
-    if s < 0.5:
-        nh, nw = max(1, round(a.shape[0] * s)), max(1, round(a.shape[1] * s))
-        premult = cv2.resize(premult, (nw, nh), interpolation=cv2.INTER_AREA)
-        a = cv2.resize(a, (nw, nh), interpolation=cv2.INTER_AREA)
-        # the placement below sizes the pre-shrunk crop to the same output size
-    m, _ = placement_matrix(a.shape, out_hw, scale, angle_deg, center_xy)
+
+    work_hw: tuple[int, int]
+    matrix: np.ndarray
+    out_hw: tuple[int, int]
+
+    def support(self) -> tuple[int, int, int, int] | None:
+        """``(y0, y1, x0, x1)``, half-open output pixels: the box outside which the bilinear warp of
+        the work-size crop is exactly 0 (the image of the crop grown by one pixel, where bilinear
+        interpolation can still reach it), clipped to the frame; None when it misses the frame."""
+        h, w = self.work_hw
+        oh, ow = self.out_hw
+        xs = np.array([-1.0, w, -1.0, w])
+        ys = np.array([-1.0, -1.0, h, h])
+        cx = self.matrix[0, 0] * xs + self.matrix[0, 1] * ys + self.matrix[0, 2]
+        cy = self.matrix[1, 0] * xs + self.matrix[1, 1] * ys + self.matrix[1, 2]
+        x0, x1 = max(0, math.floor(cx.min())), min(ow, math.ceil(cx.max()) + 1)
+        y0, y1 = max(0, math.floor(cy.min())), min(oh, math.ceil(cy.max()) + 1)
+        return (y0, y1, x0, x1) if y1 > y0 and x1 > x0 else None
+
+    def visible(self) -> np.ndarray:
+        """``(h, w)`` bool over the work-size crop: pixels whose centre lands inside the frame."""
+        h, w = self.work_hw
+        oh, ow = self.out_hw
+        m = self.matrix
+        u = np.arange(w, dtype=np.float64)[None, :]
+        v = np.arange(h, dtype=np.float64)[:, None]
+        x = m[0, 0] * u + m[0, 1] * v + m[0, 2]
+        y = m[1, 0] * u + m[1, 1] * v + m[1, 2]
+        return (x >= -0.5) & (x < ow - 0.5) & (y >= -0.5) & (y < oh - 0.5)
+
+
+def place(
+    src_hw: tuple[int, int], out_hw: tuple[int, int], scale: float, angle_deg: float,
+    center_xy: tuple[float, float], anchor: tuple[str, ...] | list[str] = (),
+) -> Placement:
+    """The placement of a subject crop of ``src_hw`` pixels (see :func:`placement_matrix`).
+
+    A downscale by more than 2x is done first with area averaging (anti-aliased) to ``work_hw``; the
+    matrix then sizes the pre-shrunk crop to the same output size. ``anchor``: output borders
+    (``top``, ``bottom``, ``left``, ``right``) the crop's matching edge is moved onto, overriding the
+    centre along that axis (use with ``angle_deg = 0``).
+    """
+    _, s = placement_matrix(src_hw, out_hw, scale, angle_deg, center_xy)
+    work = (max(1, round(src_hw[0] * s)), max(1, round(src_hw[1] * s))) if s < 0.5 else tuple(src_hw)
+    m, _ = placement_matrix(work, out_hw, scale, angle_deg, center_xy)
     oh, ow = out_hw
     if anchor:
-        h, w = a.shape
+        h, w = work
         corners = m @ np.array([[0, w, 0, w], [0, 0, h, h], [1, 1, 1, 1]], np.float64)
         if "bottom" in anchor:
             m[1, 2] += oh - corners[1].max()
@@ -149,12 +242,74 @@ def warp_layer(
             m[0, 2] += ow - corners[0].max()
         elif "left" in anchor:
             m[0, 2] -= corners[0].min()
-    flags = cv2.INTER_LINEAR
-    w_premult = cv2.warpAffine(premult, m, (ow, oh), flags=flags, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-    w_alpha = cv2.warpAffine(a, m, (ow, oh), flags=flags, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-    w_alpha = np.clip(w_alpha, 0.0, 1.0)
-    w_premult = np.clip(w_premult, 0.0, w_alpha[..., None])
-    return Layer(w_premult, w_alpha, True)
+    return Placement(work, m, tuple(out_hw))
+
+
+def to_work_size(premult: np.ndarray, alpha: np.ndarray, placement: Placement) -> tuple[np.ndarray, np.ndarray]:
+    """A premultiplied crop and its alpha at the placement's work size (area averaging when it is
+    smaller; the arrays themselves otherwise). float32."""
+    h, w = placement.work_hw
+    if alpha.shape == (h, w):
+        return premult, alpha
+    return (cv2.resize(premult, (w, h), interpolation=cv2.INTER_AREA),
+            cv2.resize(alpha, (w, h), interpolation=cv2.INTER_AREA))
+
+
+def warp_premult(premult: np.ndarray, alpha: np.ndarray, placement: Placement, boxed: bool = True) -> Layer:
+    """Warp a premultiplied work-size crop into the output frame (bilinear, zero outside).
+
+    With ``boxed`` only the placement's :meth:`~Placement.support` is resampled and the layer holds
+    that box; otherwise the whole frame. Both round source coordinates to OpenCV's 1/32 pixel, so
+    they agree to within that rounding.
+
+    Args:
+        premult: ``(h, w, 3)`` float32 alpha*F; alpha: ``(h, w)`` float32 in [0, 1], at ``work_hw``.
+
+    Returns:
+        A subject :class:`Layer`, premult clipped to [0, alpha]; an empty (0 x 0) layer when the
+        crop misses the frame.
+    """
+    oh, ow = placement.out_hw
+    m = placement.matrix
+    y0, x0, size = 0, 0, (ow, oh)
+    if boxed:
+        box = placement.support()
+        if box is None:
+            return Layer(np.zeros((0, 0, 3), np.float32), np.zeros((0, 0), np.float32), True)
+        y0, y1, x0, x1 = box
+        m = m.copy()
+        m[0, 2] -= x0
+        m[1, 2] -= y0
+        size = (x1 - x0, y1 - y0)
+    w_premult = cv2.warpAffine(premult, m, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    w_alpha = cv2.warpAffine(alpha, m, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    np.clip(w_alpha, 0.0, 1.0, out=w_alpha)
+    np.maximum(w_premult, 0.0, out=w_premult)
+    np.minimum(w_premult, rgb(w_alpha), out=w_premult)
+    return Layer(w_premult, w_alpha, True, (y0, x0))
+
+
+def warp_layer(
+    fg: np.ndarray, alpha: np.ndarray, out_hw: tuple[int, int], scale: float, angle_deg: float,
+    center_xy: tuple[float, float], anchor: tuple[str, ...] | list[str] = (), boxed: bool = True,
+) -> Layer:
+    """Warp a subject crop into the output frame as a premultiplied layer.
+
+    Colours are premultiplied before resampling so the transparent surround never bleeds into the
+    edge. A downscale by more than 2x is done first with area averaging (anti-aliased), the
+    remaining rotation and translation with bilinear interpolation (:func:`place`,
+    :func:`warp_premult`).
+
+    Args:
+        fg: ``(h, w, 3)`` float32 colours in [0, 1]; alpha: ``(h, w)`` float32 in [0, 1].
+        out_hw: output ``(H, W)`` in pixels; scale, angle_deg, center_xy: see :func:`placement_matrix`.
+        anchor: see :func:`place`. boxed: hold only the box the warp reaches (default) or the whole frame.
+    """
+    a = alpha.astype(np.float32)
+    premult = fg.astype(np.float32) * rgb(a)
+    placement = place(a.shape, out_hw, scale, angle_deg, center_xy, anchor)
+    premult, a = to_work_size(premult, a, placement)
+    return warp_premult(premult, a, placement, boxed)
 
 
 def cover_crop(image: np.ndarray, out_hw: tuple[int, int], offset: tuple[float, float]) -> np.ndarray:
@@ -234,25 +389,34 @@ def cutout_occluder_layer(
     Returns:
         ``(layer, achieved_coverage)`` with ``is_subject=False``, or None for an empty subject.
     """
-    ys, xs = np.nonzero(subject_alpha > 0.5)
+    support = tight_bbox(subject_alpha)
+    if support is None:
+        return None
+    # every pixel the coverage counts lies in the subject's support: the trial warps fill only that box
+    y0, y1, x0, x1 = support
+    region = subject_alpha[y0:y1, x0:x1]
+    ys, xs = np.nonzero(region > 0.5)
     if ys.size == 0:
         return None
+    ys, xs = ys + y0, xs + x0
     oh, ow = subject_alpha.shape
     length = float(max(ys.max() - ys.min() + 1, xs.max() - xs.min() + 1))
     place_scale = scale * length / min(oh, ow)
     theta = math.radians(direction_deg)
     n = np.array([math.cos(theta), math.sin(theta)]) * (-1.0 if side >= 0.5 else 1.0)
     cy, cx = float(ys.mean()), float(xs.mean())
-    total = float(subject_alpha.sum())
+    total = float(region.sum())
     best_t, best_gap, best_cov = 0.0, np.inf, 0.0
     a32 = alpha.astype(np.float32)
     for t in np.arange(0.0, 1.61, 0.2):
         c = ((cx + t * n[0] * length / 2) / ow, (cy + t * n[1] * length / 2) / oh)
         m, _ = placement_matrix(a32.shape, (oh, ow), place_scale, angle_deg, c)
-        occ_a = cv2.warpAffine(a32, m, (ow, oh), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-        cov = float((np.clip(occ_a, 0, 1) * subject_alpha).sum() / total)
+        m[0, 2] -= x0
+        m[1, 2] -= y0
+        occ_a = cv2.warpAffine(a32, m, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        cov = float((np.clip(occ_a, 0, 1) * region).sum() / total)
         if abs(cov - coverage) < best_gap:
             best_t, best_gap, best_cov = float(t), abs(cov - coverage), cov
     c = ((cx + best_t * n[0] * length / 2) / ow, (cy + best_t * n[1] * length / 2) / oh)
     layer = warp_layer(fg, alpha, (oh, ow), place_scale, angle_deg, c)
-    return Layer(layer.premult, layer.alpha, is_subject=False), best_cov
+    return replace(layer, is_subject=False), best_cov

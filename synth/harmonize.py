@@ -524,17 +524,19 @@ def illumination_correction(
     return np.where(np.isfinite(delta), delta, 0.0)
 
 
-def apply_illumination(subject: np.ndarray, alpha: np.ndarray, delta: np.ndarray) -> np.ndarray:
+def apply_illumination(subject: np.ndarray, alpha: np.ndarray, delta: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
     """Apply an illumination change ``delta`` ``(4,)`` (see :data:`ILLUMINATION_STATS`) to a subject.
 
     In linear light: per-channel gains ``exp(delta_lum) * (exp(delta_rg), 1, exp(delta_bg))``,
     normalised so the luminance gain is exactly ``exp(delta_lum)``, then log-luminance contrast
-    scaled by ``exp(delta_contrast)`` about the subject's alpha-weighted mean log luminance, by scaling each pixel's
-    RGB with its luminance ratio (hue and saturation kept). Only the subject's box changes.
+    scaled by ``exp(delta_contrast)`` about the subject's mean log luminance (weighted by
+    ``weights``, default ``alpha``), by scaling each pixel's RGB with its luminance ratio (hue and
+    saturation kept). Only the subject's box changes.
 
     Args:
         subject: ``(H, W, 3)`` float sRGB in [0, 1]. alpha: ``(H, W)`` in [0, 1].
-        delta: ``(4,)`` float.
+        delta: ``(4,)`` float. weights: optional ``(H, W)`` >= 0, zero outside ``alpha > 0``, where
+            the contrast's centre is read (the pixels a viewer sees, say).
 
     Returns:
         ``(H, W, 3)`` float32 sRGB in [0, 1].
@@ -550,8 +552,9 @@ def apply_illumination(subject: np.ndarray, alpha: np.ndarray, delta: np.ndarray
     if delta[3] != 0.0:
         y = np.maximum(lin @ _REC709.astype(np.float32), 0.0)
         ly = np.log(y + _EPS)
-        w = alpha[box].astype(np.float64)
-        centre = float((w * ly).sum() / w.sum())  # the subject's mean log luminance
+        w = (alpha if weights is None else weights)[box].astype(np.float64)
+        total = w.sum()
+        centre = float((w * ly).sum() / total) if total > 0 else 0.0  # the subject's mean log luminance
         ratio = np.exp((np.exp(delta[3]) - 1.0) * (ly - centre)).astype(np.float32)
         lin = lin * ratio[..., None]
     out[box] = linear_to_srgb(lin)

@@ -1,4 +1,21 @@
-"""Rendering one planned sample: composite, harmonize, augment, write its four files atomically."""
+"""Rendering one planned sample: composite, harmonize, augment, write its four files atomically.
+
+The renderer does each step at the smallest size that gives the same picture:
+
+- the plate is cut from its photo in 8 bits, and lens-blurred at the photo's own resolution when
+  the photo is enlarged to the output (:func:`_plate`);
+- a subject is placed by one affine map (:func:`synth.compositing.place`); its illumination is
+  read and corrected on its own (work-size) crop, and only the box its warp reaches is resampled
+  (:func:`synth.compositing.warp_premult`);
+- the surround band, and the light-mismatch statistic of the report, are read on a grid
+  :data:`LIGHT_Z_SIDE` pixels on the longer side (block means), where the old full-frame passes
+  cost a fifth of a sample;
+- the trimap and the mask attributes work on the subject's box (exactly the whole frame's result).
+
+Only the plate, the steps that act on the whole photo (colour jitter, blur, noise, sensor noise) and
+the encoders touch every pixel. ``tests/test_render.py`` bounds the difference to the whole-frame
+float32 renderer it replaced, on real composites.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +29,9 @@ import cv2
 import numpy as np
 
 from synth import augment, camera, harmonize, plates
-from synth.compositing import Layer, composite_layers, cover_crop, cutout_occluder_layer, occluder_layer, subject_alpha, warp_layer
+from synth.compositing import (
+    Layer, Placement, composite_layers, cover_crop, cutout_occluder_layer, occluder_layer, place, rgb, subject_alpha, to_work_size, warp_premult,
+)
 from synth.edges import band_radius, trimap_from_alpha
 from synth.io import atomic_write_bytes, atomic_write_text, encode_jpeg, encode_png, sha256_bytes
 from synth.plan import SampleSpec
@@ -53,12 +72,19 @@ class _LRU(OrderedDict):
 
 _FG_CACHE = _LRU(64)
 _BG_CACHE = _LRU(32)
+_UNIT = np.arange(256, dtype=np.float32) / np.float32(255.0)
+"""8-bit levels as float32 in [0, 1]: ``x.astype(float32) / 255`` by table."""
+
+
+def _unit(x8: np.ndarray) -> np.ndarray:
+    """uint8 -> float32 in [0, 1], exactly ``x8.astype(np.float32) / 255``."""
+    return cv2.LUT(x8, _UNIT)
 
 
 def _fg(ctx: BuildContext, fg_id: str) -> tuple[np.ndarray, np.ndarray]:
     def make():
         f8, a8, _ = load_foreground(ctx.fgs[fg_id], ctx.recipe.edges, ctx.cache_dir)
-        return f8.astype(np.float32) / 255.0, a8.astype(np.float32) / 255.0
+        return _unit(f8), _unit(a8)
 
     return _FG_CACHE.get_or((id(ctx), fg_id), make)
 
@@ -72,29 +98,104 @@ def _bg(ctx: BuildContext, bg_id: str) -> tuple[np.ndarray, np.ndarray | None]:
 
 
 def _plate(ctx: BuildContext, spec: SampleSpec, out_hw: tuple[int, int]) -> tuple[np.ndarray, dict[str, Any]]:
-    """The sample's background crop (float32 RGB in [0, 1]) and its crop record: the window's
-    offsets and zoom, the plate's inpainted share and the crop's (:mod:`synth.plates`)."""
+    """The sample's background crop (float32 RGB in [0, 1]), depth of field applied, and its crop
+    record: the window's offsets and zoom, the plate's inpainted share and the crop's
+    (:mod:`synth.plates`).
+
+    Depth of field (:func:`synth.camera.defocus`, radius ``defocus_radius_px`` output pixels) runs
+    on the whole photo at its own resolution, with the radius in photo pixels, when the photo has no
+    more pixels than the output (it is enlarged to it): the same lens blur on up to (gain)^2 fewer
+    pixels, and the frame's edges see the scene beyond them rather than a reflection. A larger photo
+    is cropped first and blurred at the output size."""
     p = spec.params
     item = ctx.bgs[spec.bg_id]
     photo, hole = _bg(ctx, spec.bg_id)
     drawn = (p["bg_offset_x"], p["bg_offset_y"], p.get("bg_zoom", 1.0))
+    radius = p.get("defocus_radius_px", 0.0)
     if item.clean_crops:
         (ox, oy, zoom), share = plates.choose_window(hole, out_hw, drawn, item.max_inpainted_fraction, item.crop_zoom)
-        crop = plates.crop_plate(photo, out_hw, (ox, oy), zoom)
-    else:
+    else:  # a plain cover crop, whatever zoom was drawn
         ox, oy, zoom = drawn
-        crop = cover_crop(photo, out_hw, (ox, oy))
         share = plates.window_share(plates.integral(hole), plates.cover_window(hole.shape, out_hw, (ox, oy))) if hole is not None else 0.0
+    (h, w), (oh, ow) = photo.shape[:2], out_hw
+    native = radius > 0 and h * w <= oh * ow
+    if native:  # output pixels per photo pixel, max(oh / h, ow / w) / zoom, is then at least 1
+        photo = camera.defocus(_unit(photo), radius * (min(zoom, 1.0) if item.clean_crops else 1.0) / max(oh / h, ow / w))
+    crop = plates.crop_plate(photo, out_hw, (ox, oy), zoom) if item.clean_crops else cover_crop(photo, out_hw, (ox, oy))
+    if crop.dtype == np.uint8:
+        crop = _unit(np.ascontiguousarray(crop))
+    if radius > 0 and not native:
+        crop = camera.defocus(crop, radius)
     rec = {
         "bg_crop_offset_x": round(float(ox), 6), "bg_crop_offset_y": round(float(oy), 6), "bg_crop_zoom": round(float(zoom), 6),
         "bg_inpainted_fraction": item.inpainted_fraction, "crop_inpainted_fraction": round(float(share), 6),
     }
-    return crop.astype(np.float32) / 255.0, rec
+    return np.ascontiguousarray(crop, dtype=np.float32), rec
 
 
 LIGHT_Z_SIDE = 256
-"""The light-mismatch statistic is measured at most this many pixels on the longer side (area
-averaging): it is a mean over regions, and at 1024 px a full-resolution pass costs a fifth of a sample."""
+"""The surround band and the light-mismatch statistic are read on a grid of block means, ``f x f``
+output pixels a cell with ``f = ceil(longer side / LIGHT_Z_SIDE)`` (256 cells at 512 and 1024):
+both are means over regions, and at 1024 px full-resolution passes cost a fifth of a sample."""
+
+
+@dataclass(frozen=True)
+class _Grid:
+    """The block-mean grid of a frame: ``f`` output pixels a cell, ``hw`` cells."""
+
+    f: int
+    hw: tuple[int, int]
+
+    @classmethod
+    def of(cls, out_hw: tuple[int, int]) -> "_Grid":
+        f = max(1, -(-max(out_hw) // LIGHT_Z_SIDE))
+        return cls(f, (max(1, out_hw[0] // f), max(1, out_hw[1] // f)))
+
+    def frame(self, x: np.ndarray) -> np.ndarray:
+        """Block means of a whole frame (rows and columns past the last whole cell dropped)."""
+        h, w = self.hw
+        if self.f == 1:
+            return np.ascontiguousarray(x[:h, :w], dtype=np.float32)
+        return cv2.resize(np.ascontiguousarray(x[: h * self.f, : w * self.f]), (w, h), interpolation=cv2.INTER_AREA)
+
+    def resample(self, values: np.ndarray, placement: Placement) -> np.ndarray:
+        """Work-size values of a placed crop (``(h, w)`` or ``(h, w, 3)`` float32, any sign)
+        resampled onto the grid, zero outside the crop, as the grid's block means would average
+        them: area-averaged to the grid's scale first where that shrinks the crop, then warped
+        bilinearly (cell ``X`` is centred on output pixel ``f X + (f - 1) / 2``)."""
+        s = np.array([[1.0 / self.f, 0.0], [0.0, 1.0 / self.f]])
+        m = np.hstack([s @ placement.matrix[:, :2], (s @ placement.matrix[:, 2] - (self.f - 1) / (2.0 * self.f))[:, None]])
+        scale = float(np.sqrt(abs(np.linalg.det(m[:, :2]))))
+        h, w = values.shape[:2]
+        if scale < 1.0:
+            nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
+            values = cv2.resize(values, (nw, nh), interpolation=cv2.INTER_AREA)
+            # shrunk pixel u' is centred on crop pixel (u' + 0.5) w / nw - 0.5
+            m = m @ np.array([[w / nw, 0.0, 0.5 * w / nw - 0.5], [0.0, h / nh, 0.5 * h / nh - 0.5], [0.0, 0.0, 1.0]])
+        return cv2.warpAffine(values, m, self.hw[::-1], flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+
+    def cells(self, origin: tuple[int, int], shape: tuple[int, int]) -> tuple[int, int, int, int] | None:
+        """``(Y0, Y1, X0, X1)``: the cells a box of ``shape`` at ``origin`` touches; None if none."""
+        (y, x), (h, w), f = origin, shape, self.f
+        Y0, X0 = y // f, x // f
+        Y1, X1 = min(self.hw[0], -(-(y + h) // f)), min(self.hw[1], -(-(x + w) // f))
+        return (Y0, Y1, X0, X1) if Y1 > Y0 and X1 > X0 else None
+
+    def placed(self, values: np.ndarray, origin: tuple[int, int]) -> np.ndarray:
+        """Block means of a frame that holds ``values`` (``(h, w)`` or ``(h, w, C)``) at ``origin``
+        and zeros elsewhere: exactly :meth:`frame` of that frame, computed on its box."""
+        out = np.zeros((*self.hw, *values.shape[2:]), np.float32)
+        cells = self.cells(origin, values.shape[:2])
+        if cells is None:
+            return out
+        Y0, Y1, X0, X1 = cells
+        f = self.f
+        region = np.zeros(((Y1 - Y0) * f, (X1 - X0) * f, *values.shape[2:]), np.float32)
+        ry, rx = origin[0] - Y0 * f, origin[1] - X0 * f
+        hh, ww = min(values.shape[0], region.shape[0] - ry), min(values.shape[1], region.shape[1] - rx)
+        region[ry : ry + hh, rx : rx + ww] = values[:hh, :ww]
+        out[Y0:Y1, X0:X1] = region if f == 1 else cv2.resize(region, (X1 - X0, Y1 - Y0), interpolation=cv2.INTER_AREA)
+        return out
 
 
 def _light_z(image: np.ndarray, alpha: np.ndarray, band_stats: np.ndarray) -> float | None:
@@ -111,13 +212,7 @@ def _light_z(image: np.ndarray, alpha: np.ndarray, band_stats: np.ndarray) -> fl
 
 def _light_mismatch(before: np.ndarray, after: np.ndarray, alpha: np.ndarray, plate: np.ndarray) -> tuple[float | None, float | None]:
     """:func:`_light_z` of the composite before and after harmonization, against the plate's
-    surround band, measured at :data:`LIGHT_Z_SIDE` px on the longer side (outputs that size or
-    smaller are measured as they are)."""
-    h, w = alpha.shape
-    f = LIGHT_Z_SIDE / max(h, w)
-    if f < 1.0:
-        size = (max(1, round(w * f)), max(1, round(h * f)))
-        before, after, alpha, plate = (cv2.resize(np.ascontiguousarray(x), size, interpolation=cv2.INTER_AREA) for x in (before, after, alpha, plate))
+    surround band; all four ``(h, w[, 3])`` on the :class:`_Grid`."""
     band = harmonize.surround_band(alpha, harmonize.DEFAULT_PRIOR.band_fraction)
     if not band.any() or alpha.max() <= 0:
         return None, None
@@ -125,77 +220,137 @@ def _light_mismatch(before: np.ndarray, after: np.ndarray, alpha: np.ndarray, pl
     return _light_z(before, alpha, band_stats), _light_z(after, alpha, band_stats)
 
 
-def part_path(out_dir: Path, sample_id: str) -> Path:
-    """Commit record of a finished sample (written last, atomically)."""
-    return out_dir / PARTS_DIR / f"{sample_id}.json"
+def _union_box(layers: list[Layer]) -> tuple[slice, slice] | None:
+    """Rows and columns of the frame covered by any non-empty layer's box."""
+    boxes = [layer.box for layer in layers if layer.alpha.size]
+    if not boxes:
+        return None
+    return (slice(min(b[0].start for b in boxes), max(b[0].stop for b in boxes)),
+            slice(min(b[1].start for b in boxes), max(b[1].stop for b in boxes)))
 
 
-def render_sample(ctx: BuildContext, spec: SampleSpec) -> dict[str, Any]:
-    """Render ``spec`` and write ``images/``, ``masks/``, ``alpha/``, ``trimaps/`` files, then its
-    commit record.
+def _before_harmonization(composed_low: np.ndarray, final: list[Layer], change_low: list[np.ndarray | None], grid: _Grid) -> np.ndarray:
+    """The composite before harmonization, on the grid: the block means of the harmonized
+    composite plus each subject's change of premultiplied colour (as pasted minus as harmonized),
+    times what the layers above it let through (their alphas' block means). Exact but for how the
+    change and the covering layers' edges are resampled, which the change's size (the
+    harmonization's) scales down."""
+    before = composed_low.copy()
+    for i, change in enumerate(change_low):
+        if change is None:
+            continue
+        through = None
+        for above in final[i + 1 :]:
+            if above.alpha.size:
+                t = 1.0 - grid.placed(above.alpha, above.origin)
+                through = t if through is None else through * t
+        before += change if through is None else change * rgb(through)
+    return before
+
+
+@dataclass
+class Rendered:
+    """One rendered sample before encoding.
+
+    ``image``: ``(H, W, 3)`` uint8 sRGB; ``alpha``: ``(H, W)`` float32 in [0, 1] (the visible
+    subject coverage); ``box``: rows and columns outside which ``alpha`` is 0 (None for a
+    negative); ``info``: the record fields the renderer measured (crop, matched blur and noise,
+    light mismatch before/after, occlusion achieved)."""
+
+    image: np.ndarray
+    alpha: np.ndarray
+    box: tuple[slice, slice] | None
+    info: dict[str, Any]
+
+
+def render_pixels(ctx: BuildContext, spec: SampleSpec) -> Rendered:
+    """The pixels of ``spec``: composite, harmonization, camera and photometric effects.
 
     Order of operations: background crop (cover crop, or a window chosen by its inpainted share and
-    zoom for clean plates); depth of field (lens blur of the plate only); subjects warped
+    zoom for clean plates) with depth of field (lens blur of the plate only); subjects placed
     (premultiplied) in their depth order; an optional contact shadow on the plate; per-subject
-    harmonization (``illumination``, ``reinhard`` or ``histogram``), optional blur and noise
-    matching; an optional occluder on top (a real cut-out, or a plate patch); composite
-    I = aF + (1 - a)B layer by layer with the subject alpha as the union of the subject alphas;
-    ``poisson`` blending and light wrap on the composite; photometric augmentations and sensor
-    noise on the whole image; one JPEG encoding. mask = alpha >= 0.5; the trimap comes from the final
-    alpha with ``edges.trimap_band``. The sample's attributes are the primary subject's metadata,
-    its source photo's mask attributes as ``source_<name>``, and the composite's own
-    (:func:`synth.sources.derived_attributes` of the written mask).
-
-    Returns:
-        The manifest record of the sample (also written to ``.parts/<sample_id>.json``).
+    harmonization (``illumination`` on the subject's own crop before it is warped; ``reinhard`` or
+    ``histogram`` on its warped box), optional blur and noise matching; an optional occluder on top
+    (a real cut-out, or a plate patch); composite I = aF + (1 - a)B layer by layer with the
+    subject alpha as the union of the subject alphas; ``poisson`` blending and light wrap on the
+    composite; photometric augmentations on the whole image; 8-bit rounding; sensor noise on the
+    rounded image (linear light by table, its sRGB encoding rounded straight to 8 bits).
     """
     r = ctx.recipe
     out_hw = tuple(r.output.size)
     p = spec.params
     plate, crop_rec = _plate(ctx, spec, out_hw)
-    if p.get("defocus_radius_px", 0.0) > 0:  # depth of field: the scene behind the subject is out of focus
-        plate = camera.defocus(plate, p["defocus_radius_px"])
     noise_rng = np.random.default_rng(p["noise_seed"])
     h = r.harmonization
     method, strength = p["harmonization_method"], p["harmonization_strength"]
+    grid = _Grid.of(out_hw)
 
     order = sorted(range(len(spec.fg_ids)), key=lambda j: p["subject_depth"][j])
-    naive: list[Layer] = []
+    crops = []  # per subject: work-size premultiplied colours, alpha, placement, colours (None: divide)
     for j in order:
         f, a = _fg(ctx, spec.fg_ids[j])
-        naive.append(warp_layer(
-            f, a, out_hw, p["subject_scale"][j], p["subject_rotation_deg"][j],
-            (p["subject_center_x"][j], p["subject_center_y"][j]), p["subject_anchor"][j],
-        ))
-    # the subjects' union alpha, which the shadow and the occluder placement both read
-    union = subject_alpha(naive, out_hw) if naive and (p.get("shadow_opacity", 0.0) > 0 or p.get("occluded")) else None
-    if p.get("shadow_opacity", 0.0) > 0 and naive:
+        pl = place(a.shape, out_hw, p["subject_scale"][j], p["subject_rotation_deg"][j],
+                   (p["subject_center_x"][j], p["subject_center_y"][j]), p["subject_anchor"][j])
+        premult, aw = to_work_size(f * rgb(a), a, pl)
+        crops.append((premult, aw, pl, f if aw is a else None))
+    shadow = p.get("shadow_opacity", 0.0) > 0 and bool(crops)
+    # illumination works on the crops: the full-size subjects as pasted are needed only for a
+    # shadow (cast before harmonization) or for work on the warped box
+    boxed = method in ("reinhard", "histogram") or h.match_blur or h.match_noise
+    naive = [warp_premult(c[0], c[1], c[2]) for c in crops] if shadow or boxed or method != "illumination" else None
+    union = None  # the subjects' union alpha, which the shadow and the occluder placement both read
+    if shadow:
+        union = subject_alpha(naive, out_hw)
         rows = np.flatnonzero(union.max(axis=1) > 0.5)
         height = float(rows[-1] - rows[0] + 1) if rows.size else 0.0
         plate = camera.contact_shadow(plate, union, p["shadow_opacity"], p["shadow_blur"] * height, p["shadow_offset"] * height)
+    plate_low = grid.frame(plate)
     plate_stats = harmonize.plate_lab_stats(plate) if method == "reinhard" else None
 
     final: list[Layer] = []
+    change_low: list[np.ndarray | None] = []  # per subject, on the grid: premultiplied colour as pasted - as harmonized
     matched_blur, matched_noise = [], []
-    for layer in naive:
-        colours = layer.colours()
+    for i, (premult, aw, pl, colours) in enumerate(crops):
+        change = None
         if method == "illumination":
-            colours, _ = harmonize.illumination_harmonize(colours, layer.alpha, plate, strength)
-        elif method == "reinhard":
-            colours = harmonize.reinhard(colours, layer.alpha, plate, strength, plate_stats)
-        elif method == "histogram":
-            colours = harmonize.histogram_match(colours, layer.alpha, plate, strength)
+            # the subject's light, read over its visible pixels on its own crop; the scene's, in the
+            # surround band of the pasted subject (on the grid)
+            colours = Layer(premult, aw).colours() if colours is None else colours
+            seen = aw * pl.visible()
+            band = harmonize.surround_band(grid.resample(aw, pl), harmonize.DEFAULT_PRIOR.band_fraction)
+            delta = harmonize.illumination_correction(
+                harmonize.illumination_stats(colours, seen), harmonize.illumination_stats(plate_low, band), strength,
+            )
+            if np.any(delta):
+                harmonized = harmonize.apply_illumination(colours, aw, delta, seen) * rgb(aw)
+                change = premult - harmonized
+                premult = harmonized
+            layer = warp_premult(premult, aw, pl)
+        else:
+            layer = naive[i]
         sigma_b = sigma_n = 0.0
-        if h.match_blur:
-            colours, sigma_b = harmonize.match_blur(colours, layer.alpha, plate)
-        if h.match_noise:
-            colours, sigma_n = harmonize.match_noise(colours, layer.alpha, plate, noise_rng)
+        if boxed:
+            box_colours = layer.colours()
+            if method == "reinhard":
+                box_colours = harmonize.reinhard(box_colours, layer.alpha, plate, strength, plate_stats)
+            elif method == "histogram":
+                box_colours = harmonize.histogram_match(box_colours, layer.alpha, plate, strength)
+            if h.match_blur:
+                box_colours, sigma_b = harmonize.match_blur(box_colours, layer.alpha, plate)
+            if h.match_noise:
+                box_colours, sigma_n = harmonize.match_noise(box_colours, layer.alpha, plate, noise_rng)
+            layer = Layer(box_colours * rgb(layer.alpha), layer.alpha, True, layer.origin)
+        if naive is not None:  # the full-size change, block-averaged exactly
+            change_low.append(grid.placed(naive[i].premult - layer.premult, layer.origin) if layer.alpha.size else None)
+        else:
+            change_low.append(None if change is None else grid.resample(change, pl))
         matched_blur.append(sigma_b)
         matched_noise.append(sigma_n)
-        final.append(Layer(colours * layer.alpha[..., None], layer.alpha, True))
+        final.append(layer)
 
     occlusion_achieved = None
     if p.get("occluded"):
+        union = subject_alpha(final, out_hw) if union is None else union  # harmonization keeps every alpha
         if "occluder_fg_id" in p:
             f, a = _fg(ctx, p["occluder_fg_id"])
             res = cutout_occluder_layer(
@@ -206,39 +361,85 @@ def render_sample(ctx: BuildContext, spec: SampleSpec) -> dict[str, Any]:
         else:
             occ_plate = cover_crop(_bg(ctx, p["occluder_bg_id"])[0], out_hw, (p["occluder_offset_x"], p["occluder_offset_y"]))
             occ = occluder_layer(
-                occ_plate.astype(np.float32) / 255.0, union, p["occlusion_coverage"],
+                _unit(np.ascontiguousarray(occ_plate)), union, p["occlusion_coverage"],
                 p["occlusion_angle_deg"], p["occlusion_side"], r.occlusion.feather_px,
             )
         if occ is not None:
-            naive.append(occ)
             final.append(occ)
 
     image, alpha = composite_layers(plate, final)
-    box = harmonize.subject_box(alpha)
+    box = _union_box(final)
     light_before = light_after = None
-    if box is not None:
+    if box is not None and alpha[box].max() > 0:
+        composed_low = grid.frame(image)
         if method == "poisson":
             image = harmonize.poisson_blend(image, alpha, plate, h.poisson_mode, strength)
         if h.light_wrap.enabled:
             image = harmonize.light_wrap(image, alpha, plate, h.light_wrap.radius_px, h.light_wrap.strength)
-        image0, _ = composite_layers(plate, naive)
-        light_before, light_after = _light_mismatch(image0, image, alpha, plate)
+        after_low = grid.frame(image) if method == "poisson" or h.light_wrap.enabled else composed_low
+        light_before, light_after = _light_mismatch(
+            _before_harmonization(composed_low, final, change_low, grid), after_low,
+            grid.placed(alpha[box], (box[0].start, box[1].start)), plate_low,
+        )
 
     if (p["brightness"], p["contrast"], p["saturation"], p["hue_deg"]) != (1.0, 1.0, 1.0, 0.0):
         image = augment.color_jitter(image, p["brightness"], p["contrast"], p["saturation"], p["hue_deg"])
     image = augment.gaussian_blur(image, p["blur_sigma"])
-    image = augment.gaussian_noise(image, p["noise_sigma"], noise_rng)
-    if p.get("sensor_shot", 0.0) > 0 or p.get("sensor_read", 0.0) > 0:  # one sensor for the whole frame
-        image = camera.sensor_noise(image, p["sensor_shot"], p["sensor_read"], noise_rng)
+    image8 = to_uint8(augment.gaussian_noise(image, p["noise_sigma"], noise_rng))
+    if p.get("sensor_shot", 0.0) > 0 or p.get("sensor_read", 0.0) > 0:  # one sensor for the whole frame, last
+        image8 = camera.sensor_noise(image8, p["sensor_shot"], p["sensor_read"], noise_rng)
 
-    img8 = np.clip(np.rint(image * 255.0), 0, 255).astype(np.uint8)
-    alpha8 = np.clip(np.rint(alpha * 255.0), 0, 255).astype(np.uint8)
-    mask8 = np.where(alpha >= 0.5, 255, 0).astype(np.uint8)
+    info = {
+        "matched_blur_sigma": matched_blur,
+        "matched_noise_sigma": matched_noise,
+        "light_z_before": light_before,
+        "light_z_after": light_after,
+        "occlusion_achieved": None if occlusion_achieved is None else round(float(occlusion_achieved), 6),
+        **crop_rec,
+    }
+    return Rendered(image8, alpha, box, info)
+
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    """float32 in [0, 1] -> uint8, ``rint(255 x)`` (round half to even), any shape; values above 1
+    saturate at 255. OpenCV's saturating conversion takes ``|255 x|``, so the input must not be
+    negative (every image and alpha of the renderer is clipped to [0, 1])."""
+    x = np.ascontiguousarray(image, dtype=np.float32)
+    return cv2.convertScaleAbs(x.reshape(-1, 1), alpha=255.0).reshape(x.shape)
+
+
+def part_path(out_dir: Path, sample_id: str) -> Path:
+    """Commit record of a finished sample (written last, atomically)."""
+    return out_dir / PARTS_DIR / f"{sample_id}.json"
+
+
+def render_sample(ctx: BuildContext, spec: SampleSpec) -> dict[str, Any]:
+    """Render ``spec`` (:func:`render_pixels`) and write ``images/``, ``masks/``, ``alpha/``,
+    ``trimaps/`` files, then its commit record.
+
+    One JPEG encoding of the image; mask = alpha >= 0.5; the trimap comes from the final alpha with
+    ``edges.trimap_band``. The sample's attributes are the primary subject's metadata, its source
+    photo's mask attributes as ``source_<name>``, and the composite's own
+    (:func:`synth.sources.derived_attributes` of the written mask).
+
+    Returns:
+        The manifest record of the sample (also written to ``.parts/<sample_id>.json``).
+    """
+    r = ctx.recipe
+    out_hw = tuple(r.output.size)
+    p = spec.params
+    px = render_pixels(ctx, spec)
+    alpha8 = np.zeros(out_hw, np.uint8)
+    mask8 = np.zeros(out_hw, np.uint8)
+    if px.box is not None:
+        alpha8[px.box] = to_uint8(px.alpha[px.box])
+        mask8[px.box] = np.where(px.alpha[px.box] >= 0.5, 255, 0)
     radius = band_radius(out_hw, r.edges.trimap_band.px, r.edges.trimap_band.fraction)
     tri8 = trimap_from_alpha(alpha8, radius)
+    mask = mask8 > 0
 
     blobs = {
-        "image": encode_jpeg(img8, p["jpeg_quality"]),
+        "image": encode_jpeg(px.image, p["jpeg_quality"]),
         "mask": encode_png(mask8),
         "alpha": encode_png(alpha8),
         "trimap": encode_png(tri8),
@@ -259,16 +460,11 @@ def render_sample(ctx: BuildContext, spec: SampleSpec) -> dict[str, Any]:
             "fg_id": primary.fg_id if primary else None,
             "fg_ids": list(spec.fg_ids),
             "bg_id": spec.bg_id,
-            "subject_area_fraction": round(float((mask8 > 0).mean()), 6),
+            "subject_area_fraction": round(float(np.count_nonzero(mask) / mask.size), 6),
             # the composite's own mask-derived attributes; the source photo's are source_<name>
-            "attributes": {**(dict(primary.attributes) if primary else {}), **derived_attributes(mask8 > 0)},
+            "attributes": {**(dict(primary.attributes) if primary else {}), **derived_attributes(mask)},
             "params": dict(p),
-            "matched_blur_sigma": matched_blur,
-            "matched_noise_sigma": matched_noise,
-            "light_z_before": light_before,
-            "light_z_after": light_after,
-            "occlusion_achieved": None if occlusion_achieved is None else round(float(occlusion_achieved), 6),
-            **crop_rec,
+            **px.info,
         }
     )
     atomic_write_text(part_path(ctx.out_dir, spec.sample_id), json.dumps(record, sort_keys=True))

@@ -142,3 +142,22 @@ def test_linear_to_srgb_rounded_to_8_bits_in_one_pass():
     levels = np.arange(256, dtype=np.float32) / np.float32(255)
     np.testing.assert_array_equal(SRGB_TO_LINEAR_8, srgb_to_linear(levels))
     np.testing.assert_array_equal(linear_to_srgb_u8(SRGB_TO_LINEAR_8), np.arange(256))  # exact round trip
+
+
+def test_the_contrast_change_pivots_on_the_weighted_mean_log_luminance():
+    from synth.harmonize import apply_illumination
+
+    subject = np.zeros((4, 6, 3), np.float32)
+    subject[:, :3] = 0.3
+    subject[:, 3:] = 0.7
+    alpha = np.ones((4, 6), np.float32)
+    delta = np.array([0.0, 0.0, 0.0, np.log(1.5)])
+    seen = np.zeros_like(alpha)
+    seen[:, :3] = 1.0  # the centre read on the left half only: that half keeps its light
+    out = apply_illumination(subject, alpha, delta, seen)
+    np.testing.assert_allclose(out[:, :3], 0.3, atol=1e-6)
+    assert (out[:, 3:] > 0.7 + 0.02).all()  # the brighter half moves away from the centre
+    # default weights: the alpha-weighted centre lies between the halves, both move
+    both = apply_illumination(subject, alpha, delta)
+    assert (both[:, :3] < 0.3 - 0.01).all() and (both[:, 3:] > 0.7 + 0.01).all()
+    np.testing.assert_array_equal(both, apply_illumination(subject, alpha, delta, alpha))

@@ -110,7 +110,7 @@ def test_cutout_occluder_covers_about_the_asked_share():
     a[5:55, 5:35] = 1.0
     layer, achieved = cutout_occluder_layer(fg, a, subject, 0.5, 0.0, 0.15, 0.0, 0.0)
     assert not layer.is_subject
-    measured = float((layer.alpha * subject).sum() / subject.sum())
+    measured = float((layer.full(subject.shape).alpha * subject).sum() / subject.sum())
     assert measured == pytest.approx(achieved, abs=0.01)
     assert abs(achieved - 0.15) < 0.06
     assert cutout_occluder_layer(fg, a, np.zeros_like(subject), 0.5, 0.0, 0.15, 0.0, 0.0) is None
