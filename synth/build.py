@@ -22,7 +22,7 @@ from synth.io import stale_temporaries
 from synth.plan import SPLITS, make_plan, split_counts
 from synth.prepare import default_cache_dir, load_background, load_foreground
 from synth.recipe import Recipe, load_recipe
-from synth.render import OUTPUT_DIRS, PARTS_DIR, BuildContext, part_path, render_sample
+from synth.render import OUTPUT_DIRS, PARTS_DIR, RENDER_VERSION, BuildContext, part_path, render_sample
 from synth.sources import QuarantineEntry, scan_backgrounds, scan_foregrounds
 from synth.writers import write_coco, write_contact_sheet, write_lock, write_manifest, write_report, write_webdataset
 
@@ -128,10 +128,13 @@ def _refuse_if_used(out_dir: Path, dataset: str, url: str | None) -> None:
 
 
 def _fingerprint(recipe: Recipe, fgs, bgs) -> str:
+    """What a build's bytes depend on: the recipe, every input's content and the renderer
+    (:data:`synth.render.RENDER_VERSION`); a resume must find it unchanged."""
     doc = {
         "recipe": recipe.model_dump(mode="json", exclude={"cache_dir", "catalog"}),
         "fg": [(f.fg_id, f.sha256) for f in fgs],
         "bg": [(b.bg_id, b.sha256) for b in bgs],
+        "renderer": RENDER_VERSION,
     }
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
@@ -225,7 +228,7 @@ def _build(recipe: Recipe, out_dir: Path, workers: int | None, executor: str, ra
     if earlier is not None and resume:
         if earlier.identity.get("fingerprint") != fingerprint:
             state = "interrupted" if earlier.state == "writing" else "finished"
-            raise BuildError(f"{out_dir}: the recipe or its inputs changed since the {state} build there; "
+            raise BuildError(f"{out_dir}: the recipe, its inputs or liftlab's renderer changed since the {state} build there; "
                              "build into another --out, or rebuild it with --overwrite")
         if earlier.state == "complete":
             report = json.loads((out_dir / "build_report.json").read_text())

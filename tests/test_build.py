@@ -22,6 +22,7 @@ from synth.build import BuildError, build
 from synth.folders import read_marker, write_marker
 from synth.io import sha256_file
 from synth.recipe import parse_recipe
+from synth.render import RENDER_VERSION
 from tests.conftest import ROOT, ecssd_recipe
 
 pytestmark = pytest.mark.slow
@@ -187,7 +188,7 @@ def test_resume_removes_the_killed_writers_temporary_files(tmp_path, cache_dir):
     assert not any(p.name.endswith(".tmp") for p in out.rglob("*"))
 
 
-def test_resume_refuses_a_changed_recipe_finished_or_not(tmp_path, cache_dir):
+def test_resume_refuses_a_changed_recipe_finished_or_not(tmp_path, cache_dir, monkeypatch):
     doc = ecssd_recipe(cache_dir, n_samples=4, catalog={"enabled": False})
     out = tmp_path / "o"
     first = build(parse_recipe(doc), out, workers=1, progress=False)
@@ -204,6 +205,11 @@ def test_resume_refuses_a_changed_recipe_finished_or_not(tmp_path, cache_dir):
     write_marker(out, marker)
     with pytest.raises(BuildError, match="changed since the interrupted build there"):
         build(changed, out, workers=1, progress=False, resume=True)
+    assert tree(out) == before
+    # ... by another renderer: an interrupted build is never finished with other bytes
+    monkeypatch.setattr("synth.build.RENDER_VERSION", RENDER_VERSION + 1)
+    with pytest.raises(BuildError, match="liftlab's renderer changed since the interrupted build there"):
+        build(parse_recipe(doc), out, workers=1, progress=False, resume=True)
     assert tree(out) == before
 
 
