@@ -16,7 +16,7 @@ from sqlalchemy import select
 from tqdm import tqdm
 
 from synth.balance import balance_report, cell_of
-from synth.executors import chunk, default_workers, register, run_units
+from synth.executors import Workers, chunk, default_workers, register
 from synth.folders import FolderError, Marker, ensure_folder, foreign_entries, locked, read_marker, write_marker
 from synth.io import stale_temporaries
 from synth.plan import SPLITS, make_plan, split_counts
@@ -245,28 +245,33 @@ def _build(recipe: Recipe, out_dir: Path, workers: int | None, executor: str, ra
 
     ctx = BuildContext(recipe=recipe, fgs={f.fg_id: f for f in fgs}, bgs={b.bg_id: b for b in bgs}, cache_dir=Path(cache_dir), out_dir=out_dir)
 
-    # 3. prepare what the plan uses, once per input
+    # 3. start the workers once: their start-up is its own phase, outside preparation and compositing
     t = time.perf_counter()
-    used_fg = sorted({f for s in plan.specs for f in s.fg_ids} | {s.params["occluder_fg_id"] for s in plan.specs if "occluder_fg_id" in s.params})
-    used_bg = sorted({s.bg_id for s in plan.specs} | {s.params["occluder_bg_id"] for s in plan.specs if "occluder_bg_id" in s.params})
-    units = [("prep_fg", c) for c in chunk(used_fg, workers)] + [("prep_bg", c) for c in chunk(used_bg, workers)]
-    hits = Counter()
-    with tqdm(total=len(used_fg) + len(used_bg), desc="prepare", unit="src", disable=not progress) as bar:
-        for res in run_units(ctx, units, workers=workers, executor=executor, ray_address=ray_address, on_done=bar.update):
-            for item_id, hit in res:
-                hits[("fg" if item_id in ctx.fgs else "bg", hit)] += 1
-    timings["prepare"] = time.perf_counter() - t
+    with Workers(ctx, workers=workers, executor=executor, ray_address=ray_address) as pool:
+        timings["start"] = time.perf_counter() - t
 
-    # 4. render what is not done yet
-    t = time.perf_counter()
-    todo = [s for s in plan.specs if not _is_done(out_dir, s.sample_id)]
-    units = [("render", c) for c in chunk(todo, workers)]
-    with tqdm(total=len(plan.specs), initial=len(plan.specs) - len(todo), desc="composite", unit="img", disable=not progress) as bar:
-        for _ in run_units(ctx, units, workers=workers, executor=executor, ray_address=ray_address, on_done=bar.update):
-            pass
-    timings["composite"] = time.perf_counter() - t
+        # 4. prepare what the plan uses, once per input
+        t = time.perf_counter()
+        used_fg = sorted({f for s in plan.specs for f in s.fg_ids} | {s.params["occluder_fg_id"] for s in plan.specs if "occluder_fg_id" in s.params})
+        used_bg = sorted({s.bg_id for s in plan.specs} | {s.params["occluder_bg_id"] for s in plan.specs if "occluder_bg_id" in s.params})
+        units = [("prep_fg", c) for c in chunk(used_fg, workers)] + [("prep_bg", c) for c in chunk(used_bg, workers)]
+        hits = Counter()
+        with tqdm(total=len(used_fg) + len(used_bg), desc="prepare", unit="src", disable=not progress) as bar:
+            for res in pool.run(units, on_done=bar.update):
+                for item_id, hit in res:
+                    hits[("fg" if item_id in ctx.fgs else "bg", hit)] += 1
+        timings["prepare"] = time.perf_counter() - t
 
-    # 5. dataset-level files
+        # 5. render what is not done yet
+        t = time.perf_counter()
+        todo = [s for s in plan.specs if not _is_done(out_dir, s.sample_id)]
+        units = [("render", c) for c in chunk(todo, workers, per_worker=16)]
+        with tqdm(total=len(plan.specs), initial=len(plan.specs) - len(todo), desc="composite", unit="img", disable=not progress) as bar:
+            for _ in pool.run(units, on_done=bar.update):
+                pass
+        timings["composite"] = time.perf_counter() - t
+
+    # 6. dataset-level files
     t = time.perf_counter()
     records = [json.loads(part_path(out_dir, s.sample_id).read_text()) for s in plan.specs]
     write_manifest(out_dir / "manifest.parquet", records)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from typing import Any
@@ -123,43 +124,78 @@ def chunk(items: Sequence[Any], workers: int, per_worker: int = 4, max_size: int
     return [list(items[i : i + size]) for i in range(0, len(items), size)]
 
 
-def run_units(
-    ctx: Any, units: list[Unit], *, workers: int, executor: str = "local", ray_address: str | None = None,
-    on_done: Callable[[int], None] | None = None, modules: Sequence[str] = DEFAULT_MODULES,
-) -> Iterator[list[Any]]:
-    """Yield each unit's result list as units finish (completion order).
+class Workers:
+    """Workers that hold ``ctx``, started once and used for every phase of a job (:meth:`run`).
+
+    Entering starts them (processes, module imports, the context shipped once per worker, one
+    warm-up task each), so a phase's time is its work alone; leaving stops them. ``workers <= 1``
+    with ``local`` runs inline in this process. ``ray`` starts (or joins, with ``ray_address``) Ray,
+    puts the context in its object store once, and gives back an instance it started itself.
 
     Args:
-        ctx: the build context, shipped once per worker.
-        units: work units.
-        workers: process count for ``local`` (1 runs inline in this process); CPU count asked of a
-            local Ray instance for ``ray``.
+        ctx: the job's context, shipped once per worker.
+        workers: process count for ``local``; CPU count asked of a local Ray instance for ``ray``.
         executor: ``local`` or ``ray``.
         ray_address: Ray cluster address (``auto``, ``ray://host:10001``); None starts a local one.
-        on_done: called with the item count of each finished unit (progress bars).
         modules: modules a worker imports so that their handlers are registered.
 
     Raises:
         ImportError: ``ray`` asked for but not installed (``pip install liftlab[distributed]``).
         ValueError: unknown executor.
     """
-    if executor == "ray":
-        yield from _run_ray(ctx, units, workers, ray_address, on_done, modules)
-        return
-    if executor != "local":
-        raise ValueError(f"unknown executor {executor!r}; use 'local' or 'ray'")
-    if workers <= 1 or len(units) <= 1:
-        _single_thread()
-        for unit in units:
-            res = execute_unit(ctx, unit)
-            if on_done:
-                on_done(len(unit[1]))
-            yield res
-        return
-    with ProcessPoolExecutor(
-        max_workers=workers, mp_context=_mp_context(modules), initializer=_init_worker, initargs=(ctx, tuple(modules))
-    ) as pool:
-        pending = {pool.submit(_pool_unit, u): len(u[1]) for u in units}
+
+    def __init__(self, ctx: Any, *, workers: int, executor: str = "local", ray_address: str | None = None,
+                 modules: Sequence[str] = DEFAULT_MODULES):
+        if executor not in ("local", "ray"):
+            raise ValueError(f"unknown executor {executor!r}; use 'local' or 'ray'")
+        self.ctx, self.workers, self.executor, self.ray_address, self.modules = ctx, workers, executor, ray_address, tuple(modules)
+        self._pool: ProcessPoolExecutor | None = None
+        self._ray = None
+        self._ray_started = False
+
+    def __enter__(self) -> "Workers":
+        if self.executor == "ray":
+            self._start_ray()
+        elif self.workers > 1:
+            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=_mp_context(self.modules),
+                                             initializer=_init_worker, initargs=(self.ctx, self.modules))
+            # each warm-up task holds its worker a moment, so every worker starts now
+            list(self._pool.map(_ready, range(self.workers)))
+        else:
+            _single_thread()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+        if self._ray_started:
+            self._ray.shutdown()
+            self._ray_started = False
+
+    def run(self, units: list[Unit], on_done: Callable[[int], None] | None = None) -> Iterator[list[Any]]:
+        """Yield each unit's result list as units finish (completion order); ``on_done`` is called
+        with the item count of each finished unit (progress bars)."""
+        if self._ray is not None:
+            remote = self._ray.remote(num_cpus=1)(_ray_unit)
+            refs = {remote.remote(self._ctx_ref, u, self.modules): len(u[1]) for u in units}
+            while refs:
+                done, _ = self._ray.wait(list(refs), num_returns=1)
+                for ref in done:
+                    n = refs.pop(ref)
+                    res = self._ray.get(ref)
+                    if on_done:
+                        on_done(n)
+                    yield res
+            return
+        if self._pool is None:
+            for unit in units:
+                res = execute_unit(self.ctx, unit)
+                if on_done:
+                    on_done(len(unit[1]))
+                yield res
+            return
+        pending = {self._pool.submit(_pool_unit, u): len(u[1]) for u in units}
         while pending:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for fut in done:
@@ -169,35 +205,44 @@ def run_units(
                     on_done(n)
                 yield res
 
+    def _start_ray(self) -> None:
+        try:
+            import ray
+        except ImportError as exc:  # pragma: no cover - depends on the extra
+            raise ImportError("the ray executor needs the 'distributed' extra: pip install 'liftlab[distributed]'") from exc
+        if not ray.is_initialized():
+            if self.ray_address:
+                ray.init(address=self.ray_address, log_to_driver=False)
+            else:
+                # a fresh local instance, never a cluster that happens to run on this machine
+                ray.init(address="local", num_cpus=max(1, self.workers), include_dashboard=False, log_to_driver=False)
+            self._ray_started = True
+        self._ray = ray
+        self._ctx_ref = ray.put(self.ctx)
 
-def _run_ray(ctx, units, workers, address, on_done, modules) -> Iterator[list[Any]]:
-    try:
-        import ray
-    except ImportError as exc:  # pragma: no cover - depends on the extra
-        raise ImportError("the ray executor needs the 'distributed' extra: pip install 'liftlab[distributed]'") from exc
-    started = False
-    if not ray.is_initialized():
-        if address:
-            ray.init(address=address, log_to_driver=False)
-        else:
-            # a fresh local instance, never a cluster that happens to run on this machine
-            ray.init(address="local", num_cpus=max(1, workers), include_dashboard=False, log_to_driver=False)
-        started = True
-    try:
-        remote = ray.remote(num_cpus=1)(_ray_unit)
-        ctx_ref = ray.put(ctx)
-        refs = {remote.remote(ctx_ref, u, tuple(modules)): len(u[1]) for u in units}
-        while refs:
-            done, _ = ray.wait(list(refs), num_returns=1)
-            for ref in done:
-                n = refs.pop(ref)
-                res = ray.get(ref)
-                if on_done:
-                    on_done(n)
-                yield res
-    finally:
-        if started:
-            ray.shutdown()
+
+def _ready(_: int) -> int:
+    time.sleep(0.05)
+    return os.getpid()
+
+
+def run_units(
+    ctx: Any, units: list[Unit], *, workers: int, executor: str = "local", ray_address: str | None = None,
+    on_done: Callable[[int], None] | None = None, modules: Sequence[str] = DEFAULT_MODULES,
+) -> Iterator[list[Any]]:
+    """Yield each unit's result list as units finish (completion order), on :class:`Workers`
+    started for these units alone (one unit, or one worker, runs inline).
+
+    Args: as :class:`Workers`; ``on_done`` as :meth:`Workers.run`.
+
+    Raises:
+        ImportError: ``ray`` asked for but not installed (``pip install liftlab[distributed]``).
+        ValueError: unknown executor.
+    """
+    if executor == "local" and len(units) <= 1:
+        workers = 1
+    with Workers(ctx, workers=workers, executor=executor, ray_address=ray_address, modules=modules) as pool:
+        yield from pool.run(units, on_done)
 
 
 def _ray_unit(ctx: Any, unit: Unit, modules: Sequence[str] = DEFAULT_MODULES) -> list[Any]:
