@@ -6,6 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -137,3 +138,16 @@ def test_other_foreground_kinds(tmp_path, cache_dir):
         a = np.asarray(Image.open(res.out_dir / "alpha" / "0000000.png"))
         soft = ((a > 0) & (a < 255)).sum()
         assert soft > 0.05 * (a > 0).sum(), kind  # the fur's soft alpha survives compositing
+
+
+def test_png_encoding_is_lossless_and_read_back_by_pil_and_opencv(tmp_path):
+    from synth.io import encode_png
+
+    rng = np.random.default_rng(2)
+    mask = (cv2.imread(str(ECSSD / "masks" / "0003.png"), cv2.IMREAD_GRAYSCALE) > 127).astype(np.uint8) * 255
+    cases = [mask, cv2.GaussianBlur(mask, (0, 0), 4), rng.integers(0, 256, (37, 53), dtype=np.uint8), np.zeros((1, 1), np.uint8)]
+    for img in cases:
+        data = encode_png(img)
+        np.testing.assert_array_equal(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED), img)
+        (tmp_path / "x.png").write_bytes(data)
+        np.testing.assert_array_equal(read_gray(tmp_path / "x.png"), img)
