@@ -1,18 +1,24 @@
 """synth throughput: composites/s per core at 512 and 1024 next to the codec floor, the 2-worker
-speed-up, and peak RSS at two dataset sizes. Prints a Markdown table.
+speed-up, preparation throughput, and peak RSS at two dataset sizes. Prints Markdown tables.
 
     python benchmarks/synth_throughput.py [--n512 80] [--n1024 40] [--rss-sizes 50 200]
+                                          [--profile N] [--src CHECKOUT]
 
 The recipe is the demo (examples/recipes/ecssd-demo.yaml) as shipped: the default realism settings
-(illumination harmonization, clean plates, depth of field, sensor noise, cut-out occluders). It is
-also timed with the previous full recipe's settings (:data:`PREVIOUS_FULL`), per sample, at both
-sizes, alternating, three runs each, medians (target: the new default no slower). Composite rates
-use the build's own ``composite`` phase
-timing (subject preparation is a separate, cached phase). The codec floor does only what no
-compositor can avoid for the same samples: decode a subject photo, its mask and a background photo,
-resize to the output size, encode one JPEG and three PNGs.
+(illumination harmonization, depth of field, sensor noise, cut-out occluders). It is also timed
+with the previous full recipe's settings (:data:`PREVIOUS_FULL`), per sample, at both sizes,
+alternating, three runs each, medians (target: the new default no slower). Composite rates use the
+build's own ``composite`` phase timing (subject preparation is a separate, cached phase), with the
+single-worker builds and the floor pinned to one CPU, so "per core" means one core: no helper
+thread can borrow the second. The codec floor does only what no compositor can avoid for the same
+samples: decode a subject photo, its mask and a background photo, resize to the output size,
+encode one JPEG and three PNGs (liftlab's own encoders, as the build uses them).
 
-Targets (issue 2): >= 0.5x the floor at 1024; >= 1.8x on 2 workers; RSS flat in dataset size.
+``--profile N`` adds the top functions of a cProfile of N single-worker 1024 composites (one
+core). ``--src CHECKOUT`` imports ``synth`` from another checkout instead (an earlier liftlab, for
+a before/after in the same session on the same data).
+
+Targets (issue 17): >= 0.5x the floor at 1024; >= 1.8x on 2 workers; RSS flat in dataset size.
 """
 
 from __future__ import annotations
@@ -24,6 +30,10 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
 import argparse  # noqa: E402
+import contextlib
+import cProfile
+import io
+import pstats
 import statistics
 import subprocess
 import sys
@@ -31,11 +41,14 @@ import tempfile
 import time
 from pathlib import Path
 
-import cv2
-import yaml
-
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+SRC = ROOT
+if "--src" in sys.argv:  # the synth to measure, before anything imports it
+    SRC = Path(sys.argv[sys.argv.index("--src") + 1]).resolve()
+sys.path.insert(0, str(SRC))
+
+import cv2  # noqa: E402
+import yaml  # noqa: E402
 
 from synth.build import build  # noqa: E402
 from synth.compositing import cover_crop  # noqa: E402
@@ -44,6 +57,17 @@ from synth.recipe import load_recipe  # noqa: E402
 
 DEMO = ROOT / "examples" / "recipes" / "ecssd-demo.yaml"
 REPEATS = 3
+
+
+@contextlib.contextmanager
+def one_core():
+    """Pin this process (and the inline single-worker build) to its first allowed CPU."""
+    allowed = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(allowed)})
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, allowed)
 
 
 PREVIOUS_FULL = {
@@ -106,11 +130,44 @@ def peak_rss_mb(n: int, cache: Path, tmp: Path) -> float:
     path = tmp / f"rss{n}.yaml"
     path.write_text(yaml.safe_dump(recipe))
     cmd = [sys.executable, "-m", "synth.cli", "build", "--recipe", str(path), "--out", str(tmp / f"rss{n}"), "--workers", "1", "--no-progress"]
-    proc = subprocess.Popen(cmd, env=dict(os.environ, PYTHONPATH=str(ROOT)), stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen(cmd, env=dict(os.environ, PYTHONPATH=str(SRC)), stdout=subprocess.DEVNULL)
     _, status, usage = os.wait4(proc.pid, 0)
     if status != 0:
         raise RuntimeError(f"build of {n} samples failed")
     return usage.ru_maxrss / 1024.0
+
+
+def profile(n: int, cache: Path, tmp: Path, top: int = 15) -> str:
+    """The top ``top`` functions by own time in the composite phase of an ``n``-sample 1024 build,
+    one worker (a cProfile, whose overhead inflates small Python-level calls)."""
+    prof = cProfile.Profile()
+    recipe = bench_recipe(n, 1024, cache)
+    out = tmp / "profile"
+    build(recipe, out, workers=1, progress=False, overwrite=out.exists())  # warm the worker's caches
+    import synth.render as render
+
+    inner = render.render_sample
+
+    def profiled(ctx, spec):
+        prof.enable()
+        try:
+            return inner(ctx, spec)
+        finally:
+            prof.disable()
+
+    render.render_sample = profiled
+    import synth.build as build_module
+
+    build_module.render_sample = profiled
+    try:
+        build(recipe, out, workers=1, progress=False, overwrite=True)
+    finally:
+        render.render_sample = build_module.render_sample = inner
+    text = io.StringIO()
+    stats = pstats.Stats(prof, stream=text)
+    stats.sort_stats("tottime").print_stats(top)
+    total = sum(v[2] for v in stats.stats.values())
+    return f"cProfile of {n} composites at 1024, {1000 * total / n:.1f} ms each in the profiler\n" + text.getvalue()
 
 
 def main() -> None:
@@ -118,27 +175,37 @@ def main() -> None:
     ap.add_argument("--n512", type=int, default=80)
     ap.add_argument("--n1024", type=int, default=40)
     ap.add_argument("--rss-sizes", type=int, nargs=2, default=[50, 200])
+    ap.add_argument("--profile", type=int, default=0, help="also profile this many 1024 composites")
+    ap.add_argument("--src", type=Path, default=ROOT, help="the checkout whose synth is measured")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
         cache = tmp / "cache"
-        # warm the preparation cache so every timed run measures compositing only
-        build(bench_recipe(max(args.n512, args.n1024, *args.rss_sizes), 512, cache), tmp / "warm", workers=2, progress=False)
+        # a cold cache: preparation's own throughput on 2 workers, then every timed run measures compositing only
+        cold = build(bench_recipe(max(args.n512, args.n1024, *args.rss_sizes), 512, cache), tmp / "warm", workers=2, progress=False)
+        prep = cold.report.get("preparation") or {}
         build(bench_recipe(max(args.n512, args.n1024), 512, cache, "previous"), tmp / "warm-prev", workers=2, progress=False)
         rows, previous = [], []
-        for size, n in ((512, args.n512), (1024, args.n1024)):
-            floor = codec_floor(n, size)
-            # the two recipes alternate, REPEATS times each; medians (one run is +-15 % on this machine)
-            runs = {"default": [], "previous": []}
-            for _ in range(REPEATS):
-                for variant in runs:
-                    runs[variant].append(composite_rate(n, size, 1, cache, tmp, variant))
-            rate, prev = statistics.median(runs["default"]), statistics.median(runs["previous"])
-            rows.append((size, n, rate, floor))
-            previous.append((size, n, rate, prev))
+        with one_core():
+            for size, n in ((512, args.n512), (1024, args.n1024)):
+                # the two recipes alternate, REPEATS times each, with the floor between; medians
+                runs = {"default": [], "previous": []}
+                floors = []
+                for _ in range(REPEATS):
+                    for variant in runs:
+                        runs[variant].append(composite_rate(n, size, 1, cache, tmp, variant))
+                    floors.append(codec_floor(n, size))
+                rate, prev, floor = statistics.median(runs["default"]), statistics.median(runs["previous"]), statistics.median(floors)
+                rows.append((size, n, rate, floor))
+                previous.append((size, n, rate, prev))
+            r1 = composite_rate(args.n512, 512, 1, cache, tmp)
         r2 = composite_rate(args.n512, 512, 2, cache, tmp)
         rss = [(n, peak_rss_mb(n, cache, tmp)) for n in args.rss_sizes]
-    print(f"machine: {os.cpu_count()} cores, python {sys.version.split()[0]}, opencv {cv2.__version__}\n")
+        prof = None
+        if args.profile:
+            with one_core():
+                prof = profile(args.profile, cache, tmp)
+    print(f"synth from {SRC}; machine: {os.cpu_count()} cores, python {sys.version.split()[0]}, opencv {cv2.__version__}\n")
     print("| output | samples | composites/s per core | codec floor /s | ratio to floor | target |")
     print("|---|---:|---:|---:|---:|---|")
     for size, n, rate, floor in rows:
@@ -150,17 +217,22 @@ def main() -> None:
     for size, n, rate, prev in previous:
         print(f"| {size}x{size} | {1000 / rate:.1f} | {1000 / prev:.1f} | {prev / rate:.2f} | <= 1.00 |")
     print()
-    speedup = r2 / rows[0][2]
+    speedup = r2 / r1
     print("| workers | composites/s at 512 | speed-up | target |")
     print("|---:|---:|---:|---|")
-    print(f"| 1 | {rows[0][2]:.2f} | 1.00 | |")
+    print(f"| 1 | {r1:.2f} | 1.00 | |")
     print(f"| 2 | {r2:.2f} | {speedup:.2f} | >= 1.8 |")
     print()
+    if prep.get("prepared"):
+        print(f"preparation (cold cache, 2 workers): {prep['prepared']} inputs in {prep['seconds']:.1f} s, "
+              f"{prep['prepared_per_s']:.2f} inputs/s (closed-form matting and foreground estimation per subject, inpainting per plate)\n")
     print("| dataset size (samples, 512) | peak RSS (MiB) |")
     print("|---:|---:|")
     for n, mb in rss:
         print(f"| {n} | {mb:.0f} |")
     print(f"\nRSS growth from {rss[0][0]} to {rss[1][0]} samples: {rss[1][1] / rss[0][1]:.2f}x (target: flat, about 1.0x)")
+    if prof:
+        print("\n" + prof)
 
 
 if __name__ == "__main__":
