@@ -46,6 +46,8 @@ SRC = ROOT
 if "--src" in sys.argv:  # the synth to measure, before anything imports it
     SRC = Path(sys.argv[sys.argv.index("--src") + 1]).resolve()
 sys.path.insert(0, str(SRC))
+# worker processes (fork server, Ray, the RSS builds) resolve imports on their own: the same checkout first
+os.environ["PYTHONPATH"] = os.pathsep.join([str(SRC)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
 
 import cv2  # noqa: E402
 import yaml  # noqa: E402
@@ -180,6 +182,8 @@ def main() -> None:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
+        # worker processes start with the working directory first on sys.path: never a checkout's
+        os.chdir(tmp)
         cache = tmp / "cache"
         # a cold cache: preparation's own throughput on 2 workers, then every timed run measures compositing only
         cold = build(bench_recipe(max(args.n512, args.n1024, *args.rss_sizes), 512, cache), tmp / "warm", workers=2, progress=False)
