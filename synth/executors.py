@@ -42,8 +42,8 @@ def keep_freed_memory() -> bool:
 
     Every sample allocates frames of the same sizes (12 MiB for a 1024 x 1024 float32 RGB image).
     By default glibc maps each such block afresh and unmaps it when freed, so every page of every
-    frame faults in again, sample after sample: about 7,500 page faults and a third of the time of
-    a 1024 composite. With the blocks kept, a worker's memory stays at the peak of one sample.
+    frame faults in again, sample after sample: about 7,500 page faults and a quarter of the time
+    of a 1024 composite. With the blocks kept, a worker's memory stays at the peak of one sample.
     Returns False (and changes nothing) where the C library has no ``mallopt`` (not glibc).
     """
     import ctypes
@@ -129,7 +129,8 @@ class Workers:
 
     Entering starts them (processes, module imports, the context shipped once per worker, one
     warm-up task each), so a phase's time is its work alone; leaving stops them. ``workers <= 1``
-    with ``local`` runs inline in this process. ``ray`` starts (or joins, with ``ray_address``) Ray,
+    with ``local`` runs inline: this process then gets a worker's set-up (one OpenCV thread, freed
+    memory kept, :func:`keep_freed_memory`). ``ray`` starts (or joins, with ``ray_address``) Ray,
     puts the context in its object store once, and gives back an instance it started itself.
 
     Args:

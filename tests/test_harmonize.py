@@ -142,6 +142,8 @@ def test_linear_to_srgb_rounded_to_8_bits_in_one_pass():
     levels = np.arange(256, dtype=np.float32) / np.float32(255)
     np.testing.assert_array_equal(SRGB_TO_LINEAR_8, srgb_to_linear(levels))
     np.testing.assert_array_equal(linear_to_srgb_u8(SRGB_TO_LINEAR_8), np.arange(256))  # exact round trip
+    empty = np.zeros((0, 3), np.float32)
+    assert linear_to_srgb_u8(empty).shape == srgb_to_linear(empty).shape == linear_to_srgb(empty).shape == (0, 3)
 
 
 def test_the_contrast_change_pivots_on_the_weighted_mean_log_luminance():
