@@ -313,10 +313,12 @@ export default function (component) {
       }
     }, true);  // capture: a focused radio's own key handling must not swallow Enter
   }
-  // restore once the form is on the page, and again for a few seconds: a re-render of the form
-  // right after the reload can reset what was restored (each pass fills only what is still empty)
+  // restore once the form is on the page, and again for 15 s: a re-render of the form after the
+  // reload (the restored answers' own reruns, late on a loaded server) can reset what was restored.
+  // Each pass fills only what is still empty, and every edit saves the draft, so an answer or
+  // comment the rater changes or clears is never put back.
   let tries = 0;
-  const wait = () => { if (groups().length) restore(); if (tries++ < 40) setTimeout(wait, 100); };
+  const wait = () => { if (groups().length) restore(); if (tries++ < 150) setTimeout(wait, 100); };
   wait();
 }
 """
