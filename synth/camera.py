@@ -14,7 +14,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from synth.augment import standard_normal
+from synth.augment import normal_atoms, normal_words, row_blocks
 from synth.harmonize import SRGB_TO_LINEAR_8, linear_to_srgb, linear_to_srgb_u8, srgb_to_linear
 
 
@@ -82,19 +82,26 @@ def sensor_noise(image: np.ndarray, shot: float, read: float, rng: np.random.Gen
     """
     if shot <= 0 and read <= 0:
         return image
-    if image.dtype == np.uint8:
-        lin = cv2.LUT(image, SRGB_TO_LINEAR_8)
-        sd = cv2.LUT(image, np.sqrt(np.maximum(np.float32(shot) * SRGB_TO_LINEAR_8 + np.float32(read * read), 0)))
-    else:
-        lin = srgb_to_linear(image)
-        sd = lin * np.float32(shot)
-        sd += np.float32(read * read)
-        np.maximum(sd, 0.0, out=sd)
-        np.sqrt(sd, out=sd)
-    noisy = standard_normal(rng, lin.shape)
-    noisy *= sd
-    noisy += lin
-    return linear_to_srgb_u8(noisy) if image.dtype == np.uint8 else linear_to_srgb(noisy)
+    words = normal_words(rng, image.size).reshape(image.shape)
+    u8 = image.dtype == np.uint8
+    if u8:
+        sd_8 = np.sqrt(np.maximum(np.float32(shot) * SRGB_TO_LINEAR_8 + np.float32(read * read), 0))
+    out = np.empty(image.shape, image.dtype if u8 else np.float32)
+    for rows in row_blocks(image.shape):  # pixel-wise: block by block, in the CPU's cache
+        block = image[rows]
+        if u8:
+            lin, sd = cv2.LUT(block, SRGB_TO_LINEAR_8), cv2.LUT(block, sd_8)
+        else:
+            lin = srgb_to_linear(block)
+            sd = lin * np.float32(shot)
+            sd += np.float32(read * read)
+            np.maximum(sd, 0.0, out=sd)
+            np.sqrt(sd, out=sd)
+        noisy = normal_atoms(words[rows])
+        noisy *= sd
+        noisy += lin
+        out[rows] = linear_to_srgb_u8(noisy) if u8 else linear_to_srgb(noisy)
+    return out
 
 
 def contact_shadow(plate: np.ndarray, alpha: np.ndarray, opacity: float, blur_px: float, offset_px: float) -> np.ndarray:

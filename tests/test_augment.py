@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from synth.augment import NORMAL_LEVELS, color_jitter, gaussian_noise, standard_normal
+from synth.augment import NORMAL_LEVELS, color_jitter, gaussian_noise, row_blocks, standard_normal
 
 
 @pytest.fixture
@@ -72,3 +72,18 @@ def test_standard_normal_draws_follow_the_normal_law_and_repeat_with_the_seed():
     assert stats.kstest(y[:200_000], "norm").pvalue > 0.001
     assert np.mean(np.abs(y) > 2) == pytest.approx(2 * stats.norm.sf(2), abs=0.001)
     np.testing.assert_array_equal(x, standard_normal(np.random.default_rng(5), (512, 512, 3)))
+
+
+@pytest.mark.parametrize("shape", [(1024, 1024, 3), (700, 513, 3), (1, 1, 3), (301, 7)])
+def test_gaussian_noise_in_row_blocks_is_the_whole_frame_formula(shape):
+    """Block by block in the CPU's cache, the same values as clip(x + sigma / 255 * z) on the whole
+    frame with the same draws, and the generator left where one whole-frame draw leaves it."""
+    image = np.random.default_rng(1).random(shape, dtype=np.float32)
+    rng, ref = np.random.default_rng(8), np.random.default_rng(8)
+    got = gaussian_noise(image, 3.0, rng)
+    want = np.clip(image + standard_normal(ref, shape) * np.float32(3.0 / 255), 0.0, 1.0)
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, want)
+    assert rng.integers(1 << 62) == ref.integers(1 << 62)
+    blocks = row_blocks(shape)
+    assert len(blocks) == -(-shape[0] // blocks[0].stop) and blocks[-1].stop >= shape[0]

@@ -75,6 +75,23 @@ def test_sensor_noise_on_an_8_bit_image_is_the_float_path_rounded():
     np.testing.assert_allclose(noisy.var(axis=(1, 2)), shot * lin + read**2 + slope**2 / 12, rtol=0.05)
 
 
+@pytest.mark.parametrize("u8", [True, False])
+def test_sensor_noise_in_row_blocks_is_the_whole_frame_formula(u8):
+    """Block by block in the CPU's cache, the same values as Foi's model on the whole frame (linear
+    light by table for 8 bits) with the same draws, on a real photo."""
+    from synth.augment import standard_normal
+    from synth.harmonize import SRGB_TO_LINEAR_8, linear_to_srgb_u8
+
+    photo = read_rgb(ECSSD / "images" / "0002.jpg")
+    image = photo if u8 else photo.astype(np.float32) / 255
+    shot, read = 0.005, 0.003
+    got = camera.sensor_noise(image, shot, read, np.random.default_rng(4))
+    lin = SRGB_TO_LINEAR_8[photo] if u8 else srgb_to_linear(image)
+    sd = np.sqrt(lin * np.float32(shot) + np.float32(read * read))
+    noisy = standard_normal(np.random.default_rng(4), photo.shape) * sd + lin
+    np.testing.assert_array_equal(got, linear_to_srgb_u8(noisy) if u8 else linear_to_srgb(noisy))
+
+
 def test_contact_shadow_darkens_only_below_the_subject():
     plate = np.full((100, 100, 3), 0.6, np.float32)
     alpha = np.zeros((100, 100), np.float32)
