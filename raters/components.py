@@ -268,30 +268,42 @@ export default function (component) {
   const groups = () => { const f = formEl(); return f ? Array.from(f.querySelectorAll('[data-testid="stRadio"]')) : []; };
   const chosen = g => g.querySelector("input:checked");
   const draftKey = () => `liftlab-draft-${state.data.id}`;
+  const readDraft = () => { try { return JSON.parse(localStorage.getItem(draftKey()) || "null"); } catch (e) { return null; } };
+  // the rater's edits save the draft; a restore's own clicks and input events never do: a click
+  // fires "change" at once, and a save then, before the comment box is on the page, would
+  // overwrite the draft's comment with nothing
   const save = () => {
-    const f = formEl(); if (!f) return;
+    const f = formEl(); if (!f || state.restoring) return;
     const answers = groups().map(g => { const c = chosen(g); return c ? Array.from(g.querySelectorAll("input")).indexOf(c) : -1; });
     const text = f.querySelector("textarea");
-    try { localStorage.setItem(draftKey(), JSON.stringify({ answers, comment: text ? text.value : "" })); } catch (e) {}
+    const prev = text ? null : readDraft();  // no comment box (yet): keep the draft's comment
+    try { localStorage.setItem(draftKey(), JSON.stringify({ answers, comment: text ? text.value : (prev && prev.comment) || "" })); } catch (e) {}
   };
   const restore = () => {
-    let draft = null;
-    try { draft = JSON.parse(localStorage.getItem(draftKey()) || "null"); } catch (e) {}
+    const draft = readDraft();
     if (!draft) return;
-    groups().forEach((g, i) => {
-      const k = draft.answers[i];
-      if (k >= 0 && !chosen(g)) { const labels = g.querySelectorAll('label[data-testid="stRadioOption"], label[data-baseweb="radio"]'); if (labels[k]) labels[k].click(); }
-    });
-    const text = formEl() && formEl().querySelector("textarea");
-    if (text && draft.comment && !text.value) {
-      const setter = Object.getOwnPropertyDescriptor(HTMLTextAreaElement.prototype, "value").set;
-      setter.call(text, draft.comment); text.dispatchEvent(new Event("input", { bubbles: true }));
-    }
+    state.restoring = true;
+    try {
+      groups().forEach((g, i) => {
+        const k = draft.answers[i];
+        if (k >= 0 && !chosen(g)) { const labels = g.querySelectorAll('label[data-testid="stRadioOption"], label[data-baseweb="radio"]'); if (labels[k]) labels[k].click(); }
+      });
+      const text = formEl() && formEl().querySelector("textarea");
+      if (text && draft.comment && !text.value) {
+        const setter = Object.getOwnPropertyDescriptor(HTMLTextAreaElement.prototype, "value").set;
+        setter.call(text, draft.comment); text.dispatchEvent(new Event("input", { bubbles: true }));
+      }
+    } finally { state.restoring = false; }
   };
   if (data.clear) { for (const id of data.clear) { try { localStorage.removeItem(`liftlab-draft-${id}`); } catch (e) {} } }
   if (!state.installed) {
     state.installed = true;
+    // an answer saves the draft. Older Streamlit radios fire "change"; newer ones take the label's
+    // click in React and fire none, so a rater's own click (a trusted event) and a key shortcut
+    // save once the page has taken the answer. A restore's clicks are untrusted and never save.
+    const saveSoon = () => { setTimeout(save, 0); setTimeout(save, 250); };
     document.addEventListener("change", ev => { if (formEl() && formEl().contains(ev.target)) save(); }, true);
+    document.addEventListener("click", ev => { if (ev.isTrusted && formEl() && formEl().contains(ev.target)) saveSoon(); }, true);
     document.addEventListener("input", ev => { if (ev.target.tagName === "TEXTAREA" && formEl() && formEl().contains(ev.target)) save(); }, true);
     document.addEventListener("keydown", ev => {
       const t = ev.target;
@@ -306,17 +318,17 @@ export default function (component) {
         const g = gs.find(x => !chosen(x));
         if (g) label = g.querySelectorAll('label[data-testid="stRadioOption"], label[data-baseweb="radio"]')[Number(ev.key) - 1];
       }
-      if (label) { label.click(); ev.preventDefault(); ev.stopPropagation(); return; }
+      if (label) { label.click(); saveSoon(); ev.preventDefault(); ev.stopPropagation(); return; }
       if (ev.key === "Enter") {
         const b = formEl() && formEl().querySelector('[data-testid="stFormSubmitButton"] button');
         if (b) { ev.preventDefault(); ev.stopPropagation(); b.click(); }
       }
     }, true);  // capture: a focused radio's own key handling must not swallow Enter
   }
-  // restore once the form is on the page, and again for 15 s: a re-render of the form after the
-  // reload (the restored answers' own reruns, late on a loaded server) can reset what was restored.
-  // Each pass fills only what is still empty, and every edit saves the draft, so an answer or
-  // comment the rater changes or clears is never put back.
+  // restore once the form is on the page, and again for 15 s: on a loaded server the comment box
+  // can come seconds after the radios, and a re-render after the reload can reset what was
+  // restored. Each pass fills only what is still empty, and every edit of the rater saves the
+  // draft, so an answer or comment the rater changes or clears is never put back.
   let tries = 0;
   const wait = () => { if (groups().length) restore(); if (tries++ < 150) setTimeout(wait, 100); };
   wait();

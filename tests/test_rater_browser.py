@@ -1,7 +1,7 @@
 """A real browser: Playwright drives Debian's chromium against ``raters serve``: a rater logs in
-and submits ratings (by mouse and by keyboard), a reload keeps the login and the half-filled form,
-a second tab's answer is reported, a phone-width page shows photo and cut-out together with the
-form reachable, a brush correction is saved and read back as ground truth, login throttling and
+and submits ratings (by mouse and by keyboard), a reload keeps the login and the half-filled form
+(a draft keeps its comment while the comment box is off the page), a second tab's answer is
+reported, a phone-width page shows photo and cut-out together with the form reachable, a brush correction is saved and read back as ground truth, login throttling and
 equal login timing hold, NUL input on PostgreSQL shows no traceback, and the CSV export
 neutralises formulas."""
 
@@ -42,7 +42,7 @@ def _need_chromium() -> None:
         pytest.skip(f"chromium not installed at {CHROMIUM} (apt-get install chromium)")
 
 
-RATERS = ["web", "keys", "tabs", "phone", "fixer"]
+RATERS = ["web", "keys", "drafts", "tabs", "phone", "fixer"]
 
 
 @pytest.fixture(scope="module")
@@ -126,6 +126,14 @@ def _answer(page, n: int, tap: bool = False, fresh: bool = True) -> None:
         expect(group.locator("input:checked")).to_have_count(1, timeout=30_000)
 
 
+def _answer_one(page, question: str, answer: str) -> None:
+    from playwright.sync_api import expect
+
+    group = page.get_by_role("radiogroup", name=question)
+    group.get_by_text(answer, exact=True).click()
+    expect(group.locator("input:checked")).to_have_count(1, timeout=30_000)
+
+
 def _checked(page, question: str):
     return page.get_by_role("radiogroup", name=question).locator("input:checked")
 
@@ -158,6 +166,47 @@ def test_keys_answer_and_a_reload_keeps_the_login_and_the_half_filled_form(serve
         page.keyboard.press("Enter")
         page.get_by_text("item 2 of 3").wait_for(timeout=60_000)
     assert _ratings(server["engine"], "keys") == [(4, 3, "whole", "none", True, "typed before the reload")]
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_a_draft_keeps_its_comment_while_the_comment_box_is_off_the_page(server):
+    """After a reload on a loaded server the radios can be on the page seconds before the comment
+    box, and restoring an answer fires "change" at once: a save then must not overwrite the draft's
+    comment with nothing (CI lost a restored comment this way). Here the form helper stops finding
+    the box (the page keeps it: Streamlit owns that markup) and an answer is given by key: the saved
+    draft has the new answer and still the comment."""
+    import json
+
+    from playwright.sync_api import expect
+
+    overall, edge = "Overall quality (1 = unusable, 5 = perfect)", "Edge quality (1-5)"
+    hide_box = """() => {
+        const find = Element.prototype.querySelector;
+        window.__realQuerySelector = find;
+        Element.prototype.querySelector = function (sel) { return sel === "textarea" ? null : find.call(this, sel); };
+    }"""
+    with _browser(server["tmp"]) as (_, page):
+        _login(page, server["url"], "drafts", server["passwords"]["drafts"])
+        page.get_by_text("item 1 of 3").wait_for(timeout=60_000)
+        expect(page.get_by_role("radiogroup", name=overall)).to_be_visible(timeout=60_000)
+        page.wait_for_function("() => window.__liftlabForm && window.__liftlabForm.installed", timeout=60_000)
+        page.keyboard.press("4")
+        expect(_checked(page, overall)).to_have_count(1, timeout=30_000)
+        page.get_by_role("textbox", name="Comment (optional)").fill("kept while the box is away")
+        page.evaluate("() => document.activeElement && document.activeElement.blur()")  # keys go to the form
+        key = page.evaluate("() => `liftlab-draft-${window.__liftlabForm.data.id}`")
+        page.wait_for_function(f"() => JSON.parse(localStorage.getItem('{key}') || 'null')?.comment === 'kept while the box is away'", timeout=30_000)
+        page.evaluate(hide_box)
+        page.keyboard.press("3")
+        expect(_checked(page, edge)).to_have_count(1, timeout=30_000)
+        page.wait_for_function(f"() => JSON.parse(localStorage.getItem('{key}') || 'null')?.answers?.[1] === 2", timeout=30_000)
+        # and a mouse click on an answer saves it too (newer Streamlit radios fire no "change")
+        _answer_one(page, "Is the whole subject there?", "partly")
+        page.wait_for_function(f"() => JSON.parse(localStorage.getItem('{key}') || 'null')?.answers?.[2] === 1", timeout=30_000)
+        draft = json.loads(page.evaluate(f"() => localStorage.getItem('{key}')"))
+        page.evaluate("() => { Element.prototype.querySelector = window.__realQuerySelector; }")
+    assert draft["answers"] == [3, 2, 1, -1, -1] and draft["comment"] == "kept while the box is away"
 
 
 @pytest.mark.browser
