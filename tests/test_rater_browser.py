@@ -26,9 +26,10 @@ from tests.helpers import serve_app as _serve
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SINGLE = {"overall": 4, "edge": 3, "completeness": "whole", "background_leak": "none", "artifacts": [], "would_use": True}
+OVERALL, EDGE = "Overall quality (1 = unusable, 5 = perfect)", "Edge quality (1-5)"
 QUESTIONS = {
-    "Overall quality (1 = unusable, 5 = perfect)": ["4", "2"],
-    "Edge quality (1-5)": ["3", "1"],
+    OVERALL: ["4", "2"],
+    EDGE: ["3", "1"],
     "Is the whole subject there?": ["whole", "partly"],
     "Background leaking into the cut-out": ["none", "major"],
     "Would you use this cut-out?": ["yes", "no"],
@@ -118,20 +119,31 @@ def _answer(page, n: int, tap: bool = False, fresh: bool = True) -> None:
     from playwright.sync_api import expect
 
     for question, answers in QUESTIONS.items():
-        group = page.get_by_role("radiogroup", name=question)
         if fresh:
-            expect(group.locator("input:checked")).to_have_count(0, timeout=60_000)
-        option = group.get_by_text(answers[n], exact=True)
-        option.tap() if tap else option.click()
-        expect(group.locator("input:checked")).to_have_count(1, timeout=30_000)
+            expect(_checked(page, question)).to_have_count(0, timeout=60_000)
+        _answer_one(page, question, answers[n], tap)
 
 
-def _answer_one(page, question: str, answer: str) -> None:
+def _answer_one(page, question: str, answer: str, tap: bool = False) -> None:
+    """Click (or tap) ``answer`` of ``question`` and check the click took."""
     from playwright.sync_api import expect
 
-    group = page.get_by_role("radiogroup", name=question)
-    group.get_by_text(answer, exact=True).click()
-    expect(group.locator("input:checked")).to_have_count(1, timeout=30_000)
+    option = page.get_by_role("radiogroup", name=question).get_by_text(answer, exact=True)
+    option.tap() if tap else option.click()
+    expect(_checked(page, question)).to_have_count(1, timeout=30_000)
+
+
+def _first_item_overall_by_key(page, server, rater: str) -> None:
+    """Log ``rater`` in, wait for the first item's form and its keyboard helper, and answer the
+    overall question with the key 4."""
+    from playwright.sync_api import expect
+
+    _login(page, server["url"], rater, server["passwords"][rater])
+    page.get_by_text("item 1 of 3").wait_for(timeout=60_000)
+    expect(page.get_by_role("radiogroup", name=OVERALL)).to_be_visible(timeout=60_000)
+    page.wait_for_function("() => window.__liftlabForm && window.__liftlabForm.installed", timeout=60_000)
+    page.keyboard.press("4")
+    expect(_checked(page, OVERALL)).to_have_count(1, timeout=30_000)
 
 
 def _checked(page, question: str):
@@ -143,22 +155,16 @@ def _checked(page, question: str):
 def test_keys_answer_and_a_reload_keeps_the_login_and_the_half_filled_form(server):
     from playwright.sync_api import expect
 
-    overall, edge = "Overall quality (1 = unusable, 5 = perfect)", "Edge quality (1-5)"
     with _browser(server["tmp"]) as (_, page):
-        _login(page, server["url"], "keys", server["passwords"]["keys"])
-        page.get_by_text("item 1 of 3").wait_for(timeout=60_000)
-        expect(page.get_by_role("radiogroup", name=overall)).to_be_visible(timeout=60_000)
-        page.wait_for_function("() => window.__liftlabForm && window.__liftlabForm.installed", timeout=60_000)
-        page.keyboard.press("4")
-        expect(_checked(page, overall)).to_have_count(1, timeout=30_000)
+        _first_item_overall_by_key(page, server, "keys")
         page.keyboard.press("3")
-        expect(_checked(page, edge)).to_have_count(1, timeout=30_000)
+        expect(_checked(page, EDGE)).to_have_count(1, timeout=30_000)
         page.get_by_role("textbox", name="Comment (optional)").fill("typed before the reload")
         page.reload()
         page.get_by_text("Logged in as").wait_for(timeout=60_000)  # the login survived the reload
         page.get_by_text("item 1 of 3").wait_for(timeout=60_000)
-        expect(_checked(page, overall)).to_have_count(1, timeout=30_000)  # so did the half-filled form
-        expect(_checked(page, edge)).to_have_count(1, timeout=30_000)
+        expect(_checked(page, OVERALL)).to_have_count(1, timeout=30_000)  # so did the half-filled form
+        expect(_checked(page, EDGE)).to_have_count(1, timeout=30_000)
         expect(page.get_by_role("textbox", name="Comment (optional)")).to_have_value("typed before the reload", timeout=30_000)
         for key in ("1", "1", "1"):  # completeness whole, leak none, would use yes
             page.keyboard.press(key)
@@ -180,26 +186,20 @@ def test_a_draft_keeps_its_comment_while_the_comment_box_is_off_the_page(server)
 
     from playwright.sync_api import expect
 
-    overall, edge = "Overall quality (1 = unusable, 5 = perfect)", "Edge quality (1-5)"
     hide_box = """() => {
         const find = Element.prototype.querySelector;
         window.__realQuerySelector = find;
         Element.prototype.querySelector = function (sel) { return sel === "textarea" ? null : find.call(this, sel); };
     }"""
     with _browser(server["tmp"]) as (_, page):
-        _login(page, server["url"], "drafts", server["passwords"]["drafts"])
-        page.get_by_text("item 1 of 3").wait_for(timeout=60_000)
-        expect(page.get_by_role("radiogroup", name=overall)).to_be_visible(timeout=60_000)
-        page.wait_for_function("() => window.__liftlabForm && window.__liftlabForm.installed", timeout=60_000)
-        page.keyboard.press("4")
-        expect(_checked(page, overall)).to_have_count(1, timeout=30_000)
+        _first_item_overall_by_key(page, server, "drafts")
         page.get_by_role("textbox", name="Comment (optional)").fill("kept while the box is away")
         page.evaluate("() => document.activeElement && document.activeElement.blur()")  # keys go to the form
         key = page.evaluate("() => `liftlab-draft-${window.__liftlabForm.data.id}`")
         page.wait_for_function(f"() => JSON.parse(localStorage.getItem('{key}') || 'null')?.comment === 'kept while the box is away'", timeout=30_000)
         page.evaluate(hide_box)
         page.keyboard.press("3")
-        expect(_checked(page, edge)).to_have_count(1, timeout=30_000)
+        expect(_checked(page, EDGE)).to_have_count(1, timeout=30_000)
         page.wait_for_function(f"() => JSON.parse(localStorage.getItem('{key}') || 'null')?.answers?.[1] === 2", timeout=30_000)
         # and a mouse click on an answer saves it too (newer Streamlit radios fire no "change")
         _answer_one(page, "Is the whole subject there?", "partly")
