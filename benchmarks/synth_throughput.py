@@ -44,7 +44,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT
 if "--src" in sys.argv:  # the synth to measure, before anything imports it
-    SRC = Path(sys.argv[sys.argv.index("--src") + 1]).resolve()
+    _at = sys.argv.index("--src") + 1
+    SRC = Path(sys.argv[_at]).resolve() if _at < len(sys.argv) else None
+    if SRC is None or not (SRC / "synth" / "__init__.py").is_file():  # else the installed synth would be measured, silently
+        print(f"error: --src {SRC}: no liftlab checkout there (no synth/__init__.py)" if SRC else "error: --src needs a checkout folder", file=sys.stderr)
+        sys.exit(2)
 sys.path.insert(0, str(SRC))
 # worker processes (fork server, Ray, the RSS builds) resolve imports on their own: the same checkout first
 os.environ["PYTHONPATH"] = os.pathsep.join([str(SRC)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
