@@ -19,11 +19,11 @@ from synth.balance import balance_report, cell_of
 from synth.executors import Workers, chunk, default_workers, register
 from synth.folders import FolderError, Marker, ensure_folder, foreign_entries, locked, read_marker, write_marker
 from synth.io import stale_temporaries
-from synth.plan import SPLITS, make_plan, split_counts
+from synth.plan import SPLITS, Plan, make_plan, split_counts
 from synth.prepare import default_cache_dir, load_background, load_foreground
 from synth.recipe import Recipe, load_recipe
 from synth.render import OUTPUT_DIRS, PARTS_DIR, RENDER_VERSION, BuildContext, part_path, render_sample
-from synth.sources import QuarantineEntry, scan_backgrounds, scan_foregrounds
+from synth.sources import BackgroundItem, ForegroundItem, QuarantineEntry, scan_backgrounds, scan_foregrounds
 from synth.writers import write_coco, write_contact_sheet, write_lock, write_manifest, write_report, write_webdataset
 
 MARKERS = ("manifest.parquet", "recipe.lock.yaml", PARTS_DIR)
@@ -90,8 +90,9 @@ def _claim_out_dir(out_dir: Path, resume: bool, overwrite: bool, dataset: str | 
     if resume:
         return marker
     if not overwrite:
-        state = "an interrupted" if marker.state == "writing" else "a finished"
-        raise BuildError(f"{out_dir} already holds {state} synth build; pass --resume to finish it or --overwrite to rebuild it")
+        if marker.state == "writing":
+            raise BuildError(f"{out_dir} already holds an interrupted synth build; pass --resume to finish it or --overwrite to rebuild it")
+        raise BuildError(f"{out_dir} already holds a finished synth build; build into another --out, or pass --overwrite to rebuild it")
     if dataset is not None:
         _refuse_if_used(out_dir, dataset, url)
     return marker
@@ -177,25 +178,40 @@ def build(
     if not isinstance(recipe, Recipe):
         recipe = load_recipe(recipe)
     out_dir = Path(out) if out is not None else Path("runs") / recipe.name
+    t_start, inputs = time.perf_counter(), None
+    if not out_dir.exists():  # a new folder: what can fail before any pixel work fails before it exists
+        if resume:
+            raise BuildError(f"{out_dir}: --resume given but there is no such folder")
+        inputs = _inputs(recipe)
     try:
         ensure_folder(out_dir)
         with locked(out_dir):
-            return _build(recipe, out_dir, workers, executor, ray_address, resume, overwrite, progress, catalog_url)
+            return _build(recipe, out_dir, workers, executor, ray_address, resume, overwrite, progress, catalog_url, inputs, t_start)
     except FolderError as exc:
         raise BuildError(str(exc)) from None
 
 
-def _build(recipe: Recipe, out_dir: Path, workers: int | None, executor: str, ray_address: str | None, resume: bool,
-           overwrite: bool, progress: bool, catalog_url: str | None) -> BuildResult:
-    """The build itself, with ``out_dir``'s lock held."""
-    t_start = time.perf_counter()
-    timings: dict[str, float] = {}
-    dataset = (recipe.catalog.dataset_name or recipe.name) if recipe.catalog.enabled else None
-    earlier = _claim_out_dir(out_dir, resume, overwrite, dataset, catalog_url)
-    workers = workers or default_workers()
-    cache_dir = recipe.cache_dir or default_cache_dir()
+@dataclass
+class _Inputs:
+    """A recipe's scanned inputs and plan: what a build checks before it writes anything."""
 
-    # 1. scan
+    fgs: list[ForegroundItem]
+    bgs: list[BackgroundItem]
+    quarantine: list[QuarantineEntry]
+    provenance: dict[str, Any]
+    plan: Plan
+    fingerprint: str
+    timings: dict[str, float]
+
+
+def _inputs(recipe: Recipe) -> _Inputs:
+    """Scan the recipe's pools and plan its samples.
+
+    Raises:
+        BuildError: too many bad inputs, or no usable foreground or background.
+        synth.balance.QuotaError: a quota that cannot be met.
+    """
+    timings: dict[str, float] = {}
     t = time.perf_counter()
     fgs, bgs, quarantine, provenance = [], [], [], {}
     for pool in recipe.sources.foregrounds:
@@ -220,11 +236,28 @@ def _build(recipe: Recipe, out_dir: Path, workers: int | None, executor: str, ra
     if not bgs:
         raise BuildError("no usable background is left after quarantine")
 
-    # 2. plan (quota errors surface here, before any pixel work)
+    # the plan (quota errors surface here, before any pixel work)
     t = time.perf_counter()
     plan = make_plan(recipe, fgs, bgs)
     fingerprint = _fingerprint(recipe, fgs, bgs)
     timings["plan"] = time.perf_counter() - t
+    return _Inputs(fgs, bgs, quarantine, provenance, plan, fingerprint, timings)
+
+
+def _build(recipe: Recipe, out_dir: Path, workers: int | None, executor: str, ray_address: str | None, resume: bool,
+           overwrite: bool, progress: bool, catalog_url: str | None, inputs: _Inputs | None, t_start: float) -> BuildResult:
+    """The build itself, with ``out_dir``'s lock held; ``inputs`` when they were read before the
+    folder was made."""
+    dataset = (recipe.catalog.dataset_name or recipe.name) if recipe.catalog.enabled else None
+    earlier = _claim_out_dir(out_dir, resume, overwrite, dataset, catalog_url)
+    workers = workers or default_workers()
+    cache_dir = recipe.cache_dir or default_cache_dir()
+
+    # 1-2. scan and plan (for a new folder, done before it was made)
+    inputs = inputs or _inputs(recipe)
+    fgs, bgs, quarantine, provenance, plan, fingerprint = (
+        inputs.fgs, inputs.bgs, inputs.quarantine, inputs.provenance, inputs.plan, inputs.fingerprint)
+    timings: dict[str, float] = dict(inputs.timings)
     if earlier is not None and resume:
         if earlier.identity.get("fingerprint") != fingerprint:
             state = "interrupted" if earlier.state == "writing" else "finished"

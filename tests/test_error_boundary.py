@@ -95,6 +95,35 @@ def test_files_and_folders_faults_are_one_line(tmp_path, capsys, cache_dir):
     assert describe(PermissionError(13, "Permission denied", "/ro/manifest.parquet")) == "/ro/manifest.parquet: Permission denied"
 
 
+def test_a_build_that_fails_before_its_first_sample_leaves_no_folder(tmp_path, capsys, cache_dir):
+    """Nothing half-written: inputs that fail the scan or the plan, and --resume of a folder that is
+    not there, end in one line before the new --out (or its parents) is made; an existing --out
+    that failed the same way is left as it was. A finished build into the same --out is refused,
+    naming what to do (--resume there only reports it again)."""
+    doc = ecssd_recipe(cache_dir, n_samples=2, catalog={"enabled": False})
+    doc["sources"]["foregrounds"][0]["images"] = str(tmp_path / "no-such-pool")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(doc))
+    new = tmp_path / "runs" / "new"
+    code, _, err = call(synth_app, ["build", "--recipe", str(bad), "--out", str(new), "--no-progress"], capsys)
+    one_line_error(code, err, "no-such-pool")
+    assert not (tmp_path / "runs").exists()
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    code, _, err = call(synth_app, ["build", "--recipe", str(bad), "--out", str(existing), "--no-progress"], capsys)
+    one_line_error(code, err, "no-such-pool")
+    assert existing.is_dir() and [p.name for p in existing.iterdir()] == [".liftlab.lock"]
+    good = tmp_path / "good.yaml"
+    good.write_text(yaml.safe_dump(ecssd_recipe(cache_dir, n_samples=2, catalog={"enabled": False})))
+    code, _, err = call(synth_app, ["build", "--recipe", str(good), "--out", str(new), "--resume", "--no-progress"], capsys)
+    one_line_error(code, err, f"{new}: --resume given but there is no such folder")
+    assert not (tmp_path / "runs").exists()
+    code, _, err = call(synth_app, ["build", "--recipe", str(good), "--out", str(new), "--workers", "1", "--no-progress"], capsys)
+    assert code == 0, err
+    code, _, err = call(synth_app, ["build", "--recipe", str(good), "--out", str(new), "--workers", "1", "--no-progress"], capsys)
+    one_line_error(code, err, "already holds a finished synth build; build into another --out, or pass --overwrite")
+
+
 def test_debug_shows_the_traceback(tmp_path, capsys):
     corrupt = tmp_path / "corrupt.db"
     corrupt.write_bytes(b"x" * 4096)
