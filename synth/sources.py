@@ -13,7 +13,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from synth.edges import tight_bbox
+from synth.edges import open_disk, tight_bbox
 from synth.io import BadInput, binary_from_gray, printable_path, read_gray, read_rgb, read_rgba, sha256_file, utf8_name
 from synth.recipe import BackgroundPool, ForegroundPool
 
@@ -104,9 +104,9 @@ def mask_attributes(mask: np.ndarray) -> dict[str, Any]:
 def thin_fraction(mask: np.ndarray) -> float:
     """Share of a subject made of thin structures: the part an opening removes.
 
-    ``1 - |open(M, disk r)| / |M|`` with ``r = max(1, round(0.01 * diagonal))`` pixels, so parts
-    narrower than about ``2r`` (legs, hair strands, antennae, branches) are what is lost. 0 for an
-    empty mask.
+    ``1 - |open(M, disk r)| / |M|`` (OpenCV's ellipse, :func:`synth.edges.open_disk`) with
+    ``r = max(1, round(0.01 * diagonal))`` pixels, so parts narrower than about ``2r`` (legs, hair
+    strands, antennae, branches) are what is lost. 0 for an empty mask.
 
     Args:
         mask: ``(H, W)`` bool.
@@ -118,11 +118,10 @@ def thin_fraction(mask: np.ndarray) -> float:
     if n == 0:
         return 0.0
     r = max(1, int(round(THIN_RADIUS_FRACTION * math.hypot(*mask.shape[:2]))))
-    k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
     # The opening is 0 farther than r from the subject, and within r + 1 px of it the crop holds
     # the real zeros: run it on the subject's box grown by r + 1 (the whole frame's result exactly).
     y0, y1, x0, x1 = tight_bbox(mask, margin=r + 1)
-    opened = cv2.morphologyEx(mask[y0:y1, x0:x1].astype(np.uint8), cv2.MORPH_OPEN, k)
+    opened = open_disk(mask[y0:y1, x0:x1].astype(np.uint8), r)  # cv2.morphologyEx(OPEN, disk(r)), exactly
     return 1.0 - int(cv2.countNonZero(opened)) / n
 
 

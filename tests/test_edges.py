@@ -6,7 +6,7 @@ import pytest
 
 from synth.edges import band_radius, estimate_foreground, refine_alpha, tight_bbox, trimap_from_alpha
 from synth.io import read_gray, read_rgb
-from tests.conftest import LEMUR
+from tests.conftest import ECSSD, LEMUR
 
 
 @pytest.mark.parametrize("radius", [0, 1, 4, 10])
@@ -102,3 +102,27 @@ def test_foreground_estimation_removes_old_background_colour():
     # at the soft edge the raw pixel is half green; the estimate must be close to pure red
     assert image[5, 10, 1] > 0.4
     assert est[5, 10, 0] > 0.9 and est[5, 10, 1] < 0.1
+
+
+def test_disk_morphology_is_opencvs_with_its_ellipse():
+    """erode_disk / dilate_disk / open_disk (row runs of the ellipse, built one from another)
+    against cv2.erode / dilate / morphologyEx with the same element and borders: real ECSSD masks
+    (also cut by the frame), random grey levels and specks, every radius 0-16 and 24, thin and
+    one-row frames."""
+    from synth.edges import dilate_disk, disk, disk_half_widths, erode_disk, open_disk
+
+    rng = np.random.default_rng(4)
+    cases = []
+    for stem in ("0001", "0017", "0123"):
+        m = (read_gray(ECSSD / "masks" / f"{stem}.png") > 127).astype(np.uint8)
+        cases += [m, np.roll(m, 150, axis=1) * 255]
+    cases += [rng.integers(0, 256, (37, 53), dtype=np.uint8), (rng.random((60, 45)) < 0.9).astype(np.uint8),
+              (rng.random((1, 40)) < 0.7).astype(np.uint8), np.full((3, 2), 200, np.uint8)]
+    for radius in [*range(17), 24]:
+        k = disk(radius)
+        assert sum(2 * w + 1 for w in disk_half_widths(radius)) == int(k.sum())
+        for a in cases:
+            np.testing.assert_array_equal(erode_disk(a, radius), cv2.erode(a, k))
+            np.testing.assert_array_equal(erode_disk(a, radius), cv2.erode(a, k, borderType=cv2.BORDER_REPLICATE))
+            np.testing.assert_array_equal(dilate_disk(a, radius), cv2.dilate(a, k))
+            np.testing.assert_array_equal(open_disk(a, radius), cv2.morphologyEx(a, cv2.MORPH_OPEN, k))
