@@ -157,9 +157,10 @@ def trimap_from_alpha(alpha: np.ndarray, radius: int) -> np.ndarray:
     if radius > 0:
         fg = erode_disk(fg, radius)  # = cv2.erode(fg, disk(radius), borderType=cv2.BORDER_REPLICATE)
         bg = erode_disk(bg, radius)
-    sub = np.full(a.shape, TRIMAP_UNKNOWN, np.uint8)
-    sub[fg > 0] = TRIMAP_FG
-    sub[bg > 0] = TRIMAP_BG
+    # fg and bg are 0/1 and never both 1 (alpha is not 255 and 0 at once): 128 + 127 fg - 128 bg
+    sub = fg * np.uint8(TRIMAP_FG - TRIMAP_UNKNOWN)
+    sub += np.uint8(TRIMAP_UNKNOWN)
+    sub -= bg * np.uint8(TRIMAP_UNKNOWN - TRIMAP_BG)
     tri[y0:y1, x0:x1] = sub
     return tri
 
