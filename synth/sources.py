@@ -88,14 +88,15 @@ def mask_attributes(mask: np.ndarray) -> dict[str, Any]:
         subject and 16 pixels, so stray specks do not count) and ``touches_border`` (bool: a subject
         pixel lies on the outermost row or column).
     """
-    area = float(mask.mean())
+    n_px = int(np.count_nonzero(mask))  # = mask.sum(), and mask.mean() = n_px / size exactly, at a tenth of the cost
+    area = n_px / mask.size
     bucket = next(name for hi, name in AREA_BUCKETS if area < hi)
     box = tight_bbox(mask)  # components lie inside the subject's box: label only that
     n, stats = 0, None
     if box is not None:
         y0, y1, x0, x1 = box
         n, _, stats, _ = cv2.connectedComponentsWithStats(mask[y0:y1, x0:x1].astype(np.uint8), connectivity=8)
-    min_px = max(16, 0.01 * mask.sum())
+    min_px = max(16, 0.01 * n_px)
     n_comp = int((stats[1:, cv2.CC_STAT_AREA] >= min_px).sum()) if n > 1 else 0
     touches = bool(mask[0].any() or mask[-1].any() or mask[:, 0].any() or mask[:, -1].any())
     return {"area_fraction": round(area, 4), "area_bucket": bucket, "n_components": n_comp, "touches_border": touches}
@@ -114,7 +115,7 @@ def thin_fraction(mask: np.ndarray) -> float:
     Returns:
         A float in [0, 1].
     """
-    n = int(mask.sum())
+    n = int(np.count_nonzero(mask))
     if n == 0:
         return 0.0
     r = max(1, int(round(THIN_RADIUS_FRACTION * math.hypot(*mask.shape[:2]))))
