@@ -115,7 +115,9 @@ def subject_alpha(layers: list[Layer], shape: tuple[int, int], origin: tuple[int
     return alpha
 
 
-def composite_layers(bg: np.ndarray, layers: list[Layer], origin: tuple[int, int] = (0, 0)) -> tuple[np.ndarray, np.ndarray]:
+def composite_layers(
+    bg: np.ndarray, layers: list[Layer], origin: tuple[int, int] = (0, 0), in_place: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
     """Composite layers back to front over ``bg``.
 
     Each layer is laid "over" what is below: I <- aF + (1 - a) I, inside its box only (it is
@@ -127,11 +129,13 @@ def composite_layers(bg: np.ndarray, layers: list[Layer], origin: tuple[int, int
         bg: ``(H, W, 3)`` float32 in [0, 1]: the whole frame, or the region of it whose top-left
             pixel is ``origin``.
         layers: back to front.
+        in_place: composite into ``bg`` itself (float32 and contiguous, or it is copied), for a
+            caller that no longer needs the background; by default ``bg`` is left as it is.
 
     Returns:
         ``(image, alpha)``: ``(H, W, 3)`` float32 and ``(H, W)`` float32, both in [0, 1].
     """
-    image = bg.astype(np.float32, copy=True)
+    image = np.ascontiguousarray(bg, dtype=np.float32) if in_place else bg.astype(np.float32, copy=True)
     alpha = np.zeros(bg.shape[:2], np.float32)
     for layer in layers:
         ov = _overlap(layer, origin, bg.shape[:2])

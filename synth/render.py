@@ -372,7 +372,8 @@ def render_pixels(ctx: BuildContext, spec: SampleSpec) -> Rendered:
         if occ is not None:
             final.append(occ)
 
-    image, alpha = composite_layers(plate, final)
+    # the plate is read again only by poisson blending and light wrap; otherwise composite into it
+    image, alpha = composite_layers(plate, final, in_place=method != "poisson" and not h.light_wrap.enabled)
     box = _union_box(final)
     light_before = light_after = None
     if box is not None and alpha[box].max() > 0:

@@ -84,6 +84,7 @@ def test_boxed_layers_composite_exactly_as_whole_frame_layers():
     f = rng.uniform(size=(30, 22, 3)).astype(np.float32)
     a = np.clip(rng.uniform(-0.3, 1.3, size=(30, 22)), 0, 1).astype(np.float32)
     bg = rng.uniform(size=(64, 80, 3)).astype(np.float32)
+    kept = bg.copy()
     layers = [warp_layer(f, a, (64, 80), 0.6, 17.0, (0.3, 0.4)), warp_layer(f[::-1], a[::-1], (64, 80), 0.5, -8.0, (0.9, 0.9))]
     occ = Layer(np.full((10, 12, 3), 0.2, np.float32), np.full((10, 12), 0.7, np.float32), False, (20, 25))
     assert layers[1].box[1].stop == 80  # cut by the frame's right edge
@@ -96,6 +97,13 @@ def test_boxed_layers_composite_exactly_as_whole_frame_layers():
     region, ralpha = composite_layers(bg[10:50, 5:60], layers + [occ], (10, 5))
     np.testing.assert_array_equal(region, whole[0][10:50, 5:60])
     np.testing.assert_array_equal(ralpha, whole[1][10:50, 5:60])
+    # by default the background is kept; in place, the same image is written into it
+    np.testing.assert_array_equal(bg, kept)
+    own = bg.copy()
+    image, alpha = composite_layers(own, layers + [occ], in_place=True)
+    assert image is own and not np.array_equal(own, kept)
+    np.testing.assert_array_equal(image, whole[0])
+    np.testing.assert_array_equal(alpha, whole[1])
 
 
 def test_boxed_warp_is_the_whole_frame_warp_within_opencvs_coordinate_rounding():
