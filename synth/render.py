@@ -439,7 +439,7 @@ def render_sample(ctx: BuildContext, spec: SampleSpec) -> dict[str, Any]:
     mask8 = np.zeros(out_hw, np.uint8)
     if px.box is not None:
         alpha8[px.box] = to_uint8(px.alpha[px.box])
-        mask8[px.box] = np.where(px.alpha[px.box] >= 0.5, 255, 0)
+        mask8[px.box] = (px.alpha[px.box] >= 0.5).view(np.uint8) * np.uint8(255)  # 255 where alpha >= 0.5, else 0
     radius = band_radius(out_hw, r.edges.trimap_band.px, r.edges.trimap_band.fraction)
     tri8 = trimap_from_alpha(alpha8, radius)
     mask = mask8 > 0
