@@ -97,9 +97,9 @@ def test_files_and_folders_faults_are_one_line(tmp_path, capsys, cache_dir):
 
 def test_a_build_that_fails_before_its_first_sample_leaves_no_folder(tmp_path, capsys, cache_dir):
     """Nothing half-written: inputs that fail the scan or the plan, and --resume of a folder that is
-    not there, end in one line before the new --out (or its parents) is made; an existing --out
-    that failed the same way is left as it was. A finished build into the same --out is refused,
-    naming what to do (--resume there only reports it again)."""
+    not there, end in one line before the new --out (or its parents) is made; an existing empty
+    --out that failed the same way holds only liftlab's lock file. A finished build into the same
+    --out is refused, naming what to do (--resume there only reports it again)."""
     doc = ecssd_recipe(cache_dir, n_samples=2, catalog={"enabled": False})
     doc["sources"]["foregrounds"][0]["images"] = str(tmp_path / "no-such-pool")
     bad = tmp_path / "bad.yaml"
