@@ -267,6 +267,7 @@ export default function (component) {
   };
   const groups = () => { const f = formEl(); return f ? Array.from(f.querySelectorAll('[data-testid="stRadio"]')) : []; };
   const chosen = g => g.querySelector("input:checked");
+  const options = g => g.querySelectorAll('label[data-testid="stRadioOption"], label[data-baseweb="radio"]');  // a radio group's option labels
   const draftKey = () => `liftlab-draft-${state.data.id}`;
   const readDraft = () => { try { return JSON.parse(localStorage.getItem(draftKey()) || "null"); } catch (e) { return null; } };
   // the rater's edits save the draft; a restore's own clicks and input events never do: a click
@@ -286,7 +287,7 @@ export default function (component) {
     try {
       groups().forEach((g, i) => {
         const k = draft.answers[i];
-        if (k >= 0 && !chosen(g)) { const labels = g.querySelectorAll('label[data-testid="stRadioOption"], label[data-baseweb="radio"]'); if (labels[k]) labels[k].click(); }
+        if (k >= 0 && !chosen(g)) { const labels = options(g); if (labels[k]) labels[k].click(); }
       });
       const text = formEl() && formEl().querySelector("textarea");
       if (text && draft.comment && !text.value) {
@@ -313,10 +314,10 @@ export default function (component) {
       let label = null;
       if (state.data.kind === "ab") {
         const i = { a: 0, b: 1, t: 2 }[ev.key.toLowerCase()];
-        if (i !== undefined) label = gs[0].querySelectorAll('label[data-testid="stRadioOption"], label[data-baseweb="radio"]')[i];
+        if (i !== undefined) label = options(gs[0])[i];
       } else if (/^[1-5]$/.test(ev.key)) {
         const g = gs.find(x => !chosen(x));
-        if (g) label = g.querySelectorAll('label[data-testid="stRadioOption"], label[data-baseweb="radio"]')[Number(ev.key) - 1];
+        if (g) label = options(g)[Number(ev.key) - 1];
       }
       if (label) { label.click(); saveSoon(); ev.preventDefault(); ev.stopPropagation(); return; }
       if (ev.key === "Enter") {
