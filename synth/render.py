@@ -128,13 +128,15 @@ def _plate(ctx: BuildContext, spec: SampleSpec, out_hw: tuple[int, int]) -> tupl
         photo = camera.defocus(_unit(photo), radius * (min(zoom, 1.0) if item.clean_crops else 1.0) / max(oh / h, ow / w))
     crop = plates.crop_plate(photo, out_hw, (ox, oy), zoom) if item.clean_crops else cover_crop(photo, out_hw, (ox, oy))
     if crop.dtype == np.uint8:
-        crop = _unit(np.ascontiguousarray(crop))
+        crop = _unit(crop)  # a table lookup: cv2.LUT reads the view in place, the same values
     if radius > 0 and not native:
         crop = camera.defocus(crop, radius)
     rec = {
         "bg_crop_offset_x": round(float(ox), 6), "bg_crop_offset_y": round(float(oy), 6), "bg_crop_zoom": round(float(zoom), 6),
         "bg_inpainted_fraction": item.inpainted_fraction, "crop_inpainted_fraction": round(float(share), 6),
     }
+    # a cover crop is a view of the enlarged photo: copied, as OpenCV's per-pixel passes (colour jitter's
+    # transform) run faster on a contiguous frame, and round the same only there
     return np.ascontiguousarray(crop, dtype=np.float32), rec
 
 
@@ -163,6 +165,21 @@ class _Grid:
             return np.ascontiguousarray(x[:h, :w], dtype=np.float32)
         return cv2.resize(np.ascontiguousarray(x[: h * self.f, : w * self.f]), (w, h), interpolation=cv2.INTER_AREA)
 
+    def update(self, low: np.ndarray, x: np.ndarray, box: tuple[slice, slice]) -> np.ndarray:
+        """:meth:`frame` of ``x`` (``(H, W[, C])`` float32), given ``low``: the block means of a frame
+        equal to ``x`` outside ``box`` (rows, columns). Only the rows of cells ``box`` touches are
+        averaged again, whole: OpenCV's integer-factor area resize computes each row of cells on its
+        own, but adds a cell's pixels in another order in its vector loop than in its tail, so a
+        row as wide as the frame's is what gives exactly :meth:`frame`'s values (tested)."""
+        out = low.copy()
+        cells = self.cells((box[0].start, box[1].start), (box[0].stop - box[0].start, box[1].stop - box[1].start))
+        if cells is None:
+            return out
+        (Y0, Y1), f, w = cells[:2], self.f, self.hw[1]
+        rows = x[Y0 * f : Y1 * f, : w * f]
+        out[Y0:Y1] = rows if f == 1 else cv2.resize(np.ascontiguousarray(rows), (w, Y1 - Y0), interpolation=cv2.INTER_AREA)
+        return out
+
     def resample(self, values: np.ndarray, placement: Placement) -> np.ndarray:
         """Work-size values of a placed crop (``(h, w)`` or ``(h, w, 3)`` float32, any sign)
         resampled onto the grid, zero outside the crop, as the grid's block means would average
@@ -188,7 +205,9 @@ class _Grid:
 
     def placed(self, values: np.ndarray, origin: tuple[int, int]) -> np.ndarray:
         """Block means of a frame that holds ``values`` (``(h, w)`` or ``(h, w, C)``) at ``origin``
-        and zeros elsewhere: exactly :meth:`frame` of that frame, computed on its box."""
+        and zeros elsewhere: :meth:`frame` of that frame, computed on its box. Equal to it up to
+        float32 rounding: one channel at ``f = 2`` moves by up to 6e-8, as OpenCV's vector loop adds
+        a cell's pixels in another order than its tail (tested)."""
         out = np.zeros((*self.hw, *values.shape[2:]), np.float32)
         cells = self.cells(origin, values.shape[:2])
         if cells is None:
@@ -377,7 +396,7 @@ def render_pixels(ctx: BuildContext, spec: SampleSpec) -> Rendered:
     box = _union_box(final)
     light_before = light_after = None
     if box is not None and alpha[box].max() > 0:
-        composed_low = grid.frame(image)
+        composed_low = grid.update(plate_low, image, box)  # the composite is the plate outside the box
         if method == "poisson":
             image = harmonize.poisson_blend(image, alpha, plate, h.poisson_mode, strength)
         if h.light_wrap.enabled:

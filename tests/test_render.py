@@ -193,3 +193,32 @@ def test_shadow_light_wrap_blur_matching_and_plate_occluders_follow_the_float32_
     d = compare(ctx, plan.specs)
     assert d["image"].mean() < 0.3 and (d["image"] > 3).mean() < 1e-3
     assert d["mask_flips"] <= 1e-3 * d["edge_px"]
+
+
+@pytest.mark.parametrize("out_hw", [(1024, 1024), (512, 512), (700, 620), (200, 180)])
+def test_grid_block_means_on_a_box_are_the_whole_frames(out_hw):
+    """:meth:`_Grid.update` (the composite's grid from the plate's, averaged again on the box's rows
+    only) equals :meth:`_Grid.frame` of the whole frame exactly, on real photos, for three channels
+    and one: boxes inside, on cell edges, cut by the frame and past the last whole cell (700 x 620
+    has f = 3 with a remainder; 512 has f = 2, where OpenCV's vector loop sums in another order than
+    its tail; 200 x 180 has f = 1). :meth:`_Grid.placed` equals it to float32 rounding."""
+    from synth.render import _Grid
+
+    photos = sorted((ECSSD / "images").glob("*.jpg"))[:2]
+    plate, subject = (cv2.resize(cv2.imread(str(p))[..., ::-1], out_hw[::-1]).astype(np.float32) / 255 for p in photos)
+    grid = _Grid.of(out_hw)
+    h, w = out_hw
+    boxes = [(slice(h // 3, h // 2), slice(w // 4, 3 * w // 4)), (slice(0, 7), slice(5, 9)), (slice(h // 2, h // 2 + 9), slice(w // 3, w // 3 + 9)),
+             (slice(h - 5, h), slice(w - 40, w)), (slice(2 * h // 3, h), slice(0, w)), (slice(0, h), slice(0, w))]
+    for a, b in ((plate, subject), (plate[..., 1].copy(), subject[..., 1].copy())):
+        base = grid.frame(a)
+        for box in boxes:
+            image = a.copy()
+            image[box] = b[box]
+            assert np.array_equal(grid.update(base, image, box), grid.frame(image)), box
+            alone = np.zeros_like(b)
+            alone[box] = b[box]
+            placed = grid.placed(b[box], (box[0].start, box[1].start))
+            assert np.abs(placed - grid.frame(alone)).max() <= 6e-8, box
+            if a.ndim == 3:
+                assert np.array_equal(placed, grid.frame(alone)), box
