@@ -138,16 +138,26 @@ def test_mask_attributes_on_the_subjects_box_equal_the_whole_frame_ones():
     # definitions give the same numbers, also for subjects cut by the frame's edges
     from synth.sources import mask_attributes, thin_fraction
 
+    specked = []  # a real subject with square specks on both sides of the 1 % threshold
     for stem in ("0002", "0017", "0040", "0123"):
         mask = read_gray(ECSSD / "masks" / f"{stem}.png") > 127
         big = cv2.resize(mask.astype(np.uint8), (1024, 768), interpolation=cv2.INTER_NEAREST) > 0
-        for m in (mask, big, np.roll(big, 300, axis=1), np.roll(big, -250, axis=0)):
+        speck = big.copy()
+        side = int(np.sqrt(0.01 * big.sum()))
+        for i, s in enumerate((2, 3, side - 1, side + 1, side + 3)):
+            speck[4 + 40 * i : 4 + 40 * i + s, 2 : 2 + s] = True  # along the left edge, apart
+        specked.append(speck)
+        for m in (mask, big, np.roll(big, 300, axis=1), np.roll(big, -250, axis=0), speck):
             r = max(1, int(round(0.01 * np.hypot(*m.shape))))
             k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
             opened = cv2.morphologyEx(m.astype(np.uint8), cv2.MORPH_OPEN, k)
             assert thin_fraction(m) == 1.0 - cv2.countNonZero(opened) / m.sum()
             n, _, stats, _ = cv2.connectedComponentsWithStats(m.astype(np.uint8), connectivity=8)
             assert mask_attributes(m)["n_components"] == int((stats[1:, cv2.CC_STAT_AREA] >= max(16, 0.01 * m.sum())).sum())
+    # the specks are counted by size: some labelled components are below the threshold, some not
+    for m in specked:
+        n, _, stats, _ = cv2.connectedComponentsWithStats(m.astype(np.uint8), connectivity=8)
+        assert 2 <= mask_attributes(m)["n_components"] < n - 1
     assert mask_attributes(np.zeros((8, 8), bool))["n_components"] == 0
 
 
