@@ -169,8 +169,14 @@ def read_rgba(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     if img.mode not in ("RGBA", "LA", "PA", "P"):
         raise BadInput(path, f"cut-out has no alpha channel (mode {img.mode})")
     img = img.convert("RGBA")
-    arr = np.asarray(img, dtype=np.uint8)
-    return np.ascontiguousarray(arr[..., :3]), np.ascontiguousarray(arr[..., 3])
+    return split_rgba(np.asarray(img, dtype=np.uint8))
+
+
+def split_rgba(arr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(H, W, 4)`` uint8 -> its first three channels ``(H, W, 3)`` and its fourth ``(H, W)``, both
+    contiguous uint8, the same bytes as ``arr[..., :3]`` and ``arr[..., 3]``. OpenCV's channel copies:
+    NumPy copies the 3-of-4 strided view byte by byte, about 50x slower (0.5 ms for an ECSSD photo)."""
+    return cv2.cvtColor(arr, cv2.COLOR_RGBA2RGB), cv2.extractChannel(arr, 3)
 
 
 def encode_jpeg(rgb: np.ndarray, quality: int) -> bytes:

@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from synth.edges import band_radius, estimate_foreground, refine_alpha, tight_bbox, trimap_from_alpha
-from synth.io import atomic_write_bytes, read_gray, read_rgb, read_rgba
+from synth.io import atomic_write_bytes, read_gray, read_rgb, read_rgba, split_rgba
 from synth.recipe import Edges
 from synth.sources import BackgroundItem, ForegroundItem, hole_mask
 
@@ -161,7 +161,7 @@ def load_foreground(item: ForegroundItem, edges: Edges, cache_dir: Path) -> tupl
     key = fg_cache_key(item, edges)
     arr = _read_entry(cache_dir, "fg", key)
     if arr is not None:
-        return np.ascontiguousarray(arr[..., :3]), np.ascontiguousarray(arr[..., 3]), True
+        return (*split_rgba(arr), True)
     fg, alpha = prepare_foreground(item, edges)
     _write_entry(cache_dir, "fg", key, np.dstack([fg, alpha]))
     return fg, alpha, False
@@ -180,7 +180,8 @@ def load_background(item: BackgroundItem, cache_dir: Path) -> tuple[np.ndarray, 
     key = bg_cache_key(item)
     arr = _read_entry(cache_dir, "bg", key)
     if arr is not None:
-        return np.ascontiguousarray(arr[..., :3]), arr[..., 3] > 127, True
+        rgb, hole = split_rgba(arr)
+        return rgb, hole > 127, True
     rgb, hole = prepare_background(item)
     _write_entry(cache_dir, "bg", key, np.dstack([rgb, hole.astype(np.uint8) * 255]))
     return rgb, hole, False
