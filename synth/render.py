@@ -158,12 +158,18 @@ class _Grid:
         f = max(1, -(-max(out_hw) // LIGHT_Z_SIDE))
         return cls(f, (max(1, out_hw[0] // f), max(1, out_hw[1] // f)))
 
+    def _rows(self, x: np.ndarray, Y0: int, Y1: int) -> np.ndarray:
+        """Block means of the cell rows ``Y0 .. Y1 - 1`` of a frame, every cell of each row
+        (columns past the last whole cell dropped)."""
+        f, w = self.f, self.hw[1]
+        block = x[Y0 * f : Y1 * f, : w * f]
+        if f == 1:
+            return np.ascontiguousarray(block, dtype=np.float32)
+        return cv2.resize(np.ascontiguousarray(block), (w, Y1 - Y0), interpolation=cv2.INTER_AREA)
+
     def frame(self, x: np.ndarray) -> np.ndarray:
         """Block means of a whole frame (rows and columns past the last whole cell dropped)."""
-        h, w = self.hw
-        if self.f == 1:
-            return np.ascontiguousarray(x[:h, :w], dtype=np.float32)
-        return cv2.resize(np.ascontiguousarray(x[: h * self.f, : w * self.f]), (w, h), interpolation=cv2.INTER_AREA)
+        return self._rows(x, 0, self.hw[0])
 
     def update(self, low: np.ndarray, x: np.ndarray, box: tuple[slice, slice]) -> np.ndarray:
         """:meth:`frame` of ``x`` (``(H, W[, C])`` float32), given ``low``: the block means of a frame
@@ -173,11 +179,8 @@ class _Grid:
         row as wide as the frame's is what gives exactly :meth:`frame`'s values (tested)."""
         out = low.copy()
         cells = self.cells((box[0].start, box[1].start), (box[0].stop - box[0].start, box[1].stop - box[1].start))
-        if cells is None:
-            return out
-        (Y0, Y1), f, w = cells[:2], self.f, self.hw[1]
-        rows = x[Y0 * f : Y1 * f, : w * f]
-        out[Y0:Y1] = rows if f == 1 else cv2.resize(np.ascontiguousarray(rows), (w, Y1 - Y0), interpolation=cv2.INTER_AREA)
+        if cells is not None:
+            out[cells[0] : cells[1]] = self._rows(x, cells[0], cells[1])
         return out
 
     def resample(self, values: np.ndarray, placement: Placement) -> np.ndarray:
