@@ -192,16 +192,24 @@ def test_two_concurrent_builds_into_one_folder(tmp_path, cache_dir):
     recipe_path = tmp_path / "r.yaml"
     recipe_path.write_text(yaml.safe_dump(doc))
     out = tmp_path / "shared"
-    cmd = [sys.executable, "-m", "synth.cli", "build", "--recipe", str(recipe_path), "--out", str(out), "--workers", "1", "--no-progress"]
+    args = ["build", "--recipe", str(recipe_path), "--out", str(out), "--workers", "1", "--no-progress"]
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    first = subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # the second command is started first and waits, imports done, for the first to hold the folder:
+    # a warm build of 24 small samples can finish within an interpreter's start-up
+    waiting = ("import sys\nfrom synth.cli import cli\nprint('ready', flush=True)\nsys.stdin.readline()\n"
+               f"sys.argv = ['synth'] + {args + ['--overwrite']!r}\ncli()\n")
+    second = subprocess.Popen([sys.executable, "-c", waiting], env=env, cwd=tmp_path, stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert second.stdout.readline().strip() == "ready"
+    first = subprocess.Popen([sys.executable, "-m", "synth.cli", *args], env=env, cwd=tmp_path, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while time.time() < deadline and not (out / MARKER).exists():
-        time.sleep(0.02)
+        time.sleep(0.01)
     assert (out / MARKER).exists(), "the first build never claimed the folder"
-    second = subprocess.run(cmd + ["--overwrite"], env=env, cwd=tmp_path, capture_output=True, text=True)
-    assert second.returncode == 2
-    assert "is being written by another liftlab command (pid" in second.stderr and second.stderr.count("\n") == 1, second.stderr
+    _, second_err = second.communicate("go\n", timeout=120)
+    assert second.returncode == 2, second_err
+    assert "is being written by another liftlab command (pid" in second_err and second_err.count("\n") == 1, second_err
     _, err = first.communicate(timeout=300)
     assert first.returncode == 0, err
     assert read_marker(out).state == "complete"
