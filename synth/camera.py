@@ -14,7 +14,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from synth.augment import normal_atoms, normal_words, row_blocks
+from synth.augment import BYTE_NORMAL, noise_by_level, normal_atoms, normal_words, row_blocks
 from synth.harmonize import SRGB_TO_LINEAR_8, linear_to_srgb, linear_to_srgb_u8, srgb_to_linear
 
 
@@ -66,14 +66,17 @@ def defocus(image: np.ndarray, radius_px: float, fast: bool = True) -> np.ndarra
 def sensor_noise(image: np.ndarray, shot: float, read: float, rng: np.random.Generator) -> np.ndarray:
     """Signal-dependent sensor noise on the whole frame: the Poisson-Gaussian model of Foi et al.,
     "Practical Poissonian-Gaussian Noise Modeling and Fitting for Single-Image Raw-Data" (IEEE TIP
-    2008), ``y = x + sqrt(shot * x + read^2) * n``, ``n ~ N(0, 1)`` i.i.d. per pixel and channel
-    (:func:`synth.augment.standard_normal`), in linear light ``x`` in [0, 1], then back to sRGB.
+    2008), ``y = x + sqrt(shot * x + read^2) * n``, ``n ~ N(0, 1)`` i.i.d. per pixel and channel,
+    in linear light ``x`` in [0, 1], then back to sRGB.
 
     Args:
-        image: ``(H, W, 3)`` float32 sRGB in [0, 1], or uint8 sRGB: then ``x`` and the noise's
-            standard deviation come from 256-entry tables (exactly the float values of those
-            levels) and the sRGB encoding is rounded straight to 8 bits
-            (:func:`synth.harmonize.linear_to_srgb_u8`), the last step of a render.
+        image: ``(H, W, 3)`` float32 sRGB in [0, 1]: ``n`` from
+            :func:`synth.augment.standard_normal` (2**16 atoms). Or uint8 sRGB, the last step of a
+            render: ``x`` is the level's linear value (:data:`synth.harmonize.SRGB_TO_LINEAR_8`),
+            ``n`` one of the 256 atoms :data:`synth.augment.BYTE_NORMAL`, and the sRGB encoding is
+            rounded straight to 8 bits (:func:`synth.harmonize.linear_to_srgb_u8`): every
+            (level, atom) result is computed once, in a 256 x 256 table, and each pixel looks its
+            own up (:func:`synth.augment.noise_by_level`).
         shot: the Poisson (signal-dependent) variance gain, >= 0. read: the Gaussian read-noise
             standard deviation in linear units, >= 0.
 
@@ -82,26 +85,29 @@ def sensor_noise(image: np.ndarray, shot: float, read: float, rng: np.random.Gen
     """
     if shot <= 0 and read <= 0:
         return image
+    if image.dtype == np.uint8:
+        return noise_by_level(image, sensor_noise_table(shot, read), rng)
     words = normal_words(rng, image.size).reshape(image.shape)
-    u8 = image.dtype == np.uint8
-    if u8:
-        sd_8 = np.sqrt(np.maximum(np.float32(shot) * SRGB_TO_LINEAR_8 + np.float32(read * read), 0))
-    out = np.empty(image.shape, image.dtype if u8 else np.float32)
+    out = np.empty(image.shape, np.float32)
     for rows in row_blocks(image.shape):  # pixel-wise: block by block, in the CPU's cache
-        block = image[rows]
-        if u8:
-            lin, sd = cv2.LUT(block, SRGB_TO_LINEAR_8), cv2.LUT(block, sd_8)
-        else:
-            lin = srgb_to_linear(block)
-            sd = lin * np.float32(shot)
-            sd += np.float32(read * read)
-            np.maximum(sd, 0.0, out=sd)
-            np.sqrt(sd, out=sd)
+        lin = srgb_to_linear(image[rows])
+        sd = lin * np.float32(shot)
+        sd += np.float32(read * read)
+        np.maximum(sd, 0.0, out=sd)
+        np.sqrt(sd, out=sd)
         noisy = normal_atoms(words[rows])
         noisy *= sd
         noisy += lin
-        out[rows] = linear_to_srgb_u8(noisy) if u8 else linear_to_srgb(noisy)
+        out[rows] = linear_to_srgb(noisy)
     return out
+
+
+def sensor_noise_table(shot: float, read: float) -> np.ndarray:
+    """The 8-bit sensor noise of :func:`sensor_noise` at every level and atom: ``(256, 256)`` uint8,
+    ``[level, atom]`` = ``linear_to_srgb_u8(x + sqrt(max(shot * x + read^2, 0)) * a)`` with ``x``
+    the level's linear value and ``a`` the atom (:data:`synth.augment.BYTE_NORMAL`), in float32."""
+    sd = np.sqrt(np.maximum(np.float32(shot) * SRGB_TO_LINEAR_8 + np.float32(read * read), 0))
+    return linear_to_srgb_u8(SRGB_TO_LINEAR_8[:, None] + sd[:, None] * BYTE_NORMAL[None, :])
 
 
 def contact_shadow(plate: np.ndarray, alpha: np.ndarray, opacity: float, blur_px: float, offset_px: float) -> np.ndarray:

@@ -41,11 +41,13 @@ from synth.sources import BackgroundItem, ForegroundItem, derived_attributes
 
 OUTPUT_DIRS = {"image": ("images", ".jpg"), "mask": ("masks", ".png"), "alpha": ("alpha", ".png"), "trimap": ("trimaps", ".png")}
 PARTS_DIR = ".parts"
-RENDER_VERSION = 2
+RENDER_VERSION = 3
 """Raised whenever the same recipe and inputs render other bytes, so an interrupted build is never
 finished by another renderer (it is part of the build's fingerprint). 2: boxes, crops and grid
 statistics, the 16-bit normal sampler, sensor noise on the 8-bit image (``tests/test_render.py``
-bounds the change)."""
+bounds the change). 3: Gaussian and sensor noise on the 8-bit image by per-level tables of 256
+normal atoms (:func:`synth.augment.noise_by_level`; ``tests/test_scene.py`` and
+``tests/test_augment.py`` bound the change)."""
 
 
 @dataclass
@@ -300,8 +302,9 @@ def render_pixels(ctx: BuildContext, spec: SampleSpec) -> Rendered:
     ``histogram`` on its warped box), optional blur and noise matching; an optional occluder on top
     (a real cut-out, or a plate patch); composite I = aF + (1 - a)B layer by layer with the
     subject alpha as the union of the subject alphas; ``poisson`` blending and light wrap on the
-    composite; photometric augmentations on the whole image; 8-bit rounding; sensor noise on the
-    rounded image (linear light by table, its sRGB encoding rounded straight to 8 bits).
+    composite; colour jitter and blur on the whole image; 8-bit rounding; Gaussian noise, then
+    sensor noise, on the rounded image (each by a per-level table of 256 normal atoms,
+    :func:`synth.augment.noise_by_level`).
     """
     r = ctx.recipe
     out_hw = tuple(r.output.size)
@@ -413,7 +416,7 @@ def render_pixels(ctx: BuildContext, spec: SampleSpec) -> Rendered:
     if (p["brightness"], p["contrast"], p["saturation"], p["hue_deg"]) != (1.0, 1.0, 1.0, 0.0):
         image = augment.color_jitter(image, p["brightness"], p["contrast"], p["saturation"], p["hue_deg"])
     image = augment.gaussian_blur(image, p["blur_sigma"])
-    image8 = to_uint8(augment.gaussian_noise(image, p["noise_sigma"], noise_rng))
+    image8 = augment.gaussian_noise(to_uint8(image), p["noise_sigma"], noise_rng)
     if p.get("sensor_shot", 0.0) > 0 or p.get("sensor_read", 0.0) > 0:  # one sensor for the whole frame, last
         image8 = camera.sensor_noise(image8, p["sensor_shot"], p["sensor_read"], noise_rng)
 
