@@ -45,6 +45,7 @@ RELEASES_USED = {
     "liftnet-full": RELEASES / "liftnet-full",
     "liftnet-full-s1": PROOF / "liftnet-full-s1",
     "liftnet-full-r2": PROOF / "liftnet-full-r2",
+    "liftnet-full-r3": PROOF / "liftnet-full-r3",
     "liftnet-all": PROOF / "liftnet-all",
     "liftnet-all-s1": PROOF / "liftnet-all-s1",
     "liftnet-all-no-harmonization": PROOF / "liftnet-all-no-harmonization",
@@ -56,14 +57,15 @@ RELEASES_USED = {
 """Release name -> folder (model.onnx + release.yaml). ``all``: every realism component on
 (ecssd-train-all.yaml); ``all-no-X``: one component off (examples/baseline/ablations.py);
 ``full``: the default recipe (ecssd-train-full.yaml), i.e. ``all`` without clean plates and without
-the soft-alpha edge work; ``full-r2``: ``full``'s recipe and seed on a rebuild by the renderer of
-issue 17 (``synth.render.RENDER_VERSION`` 2)."""
+the soft-alpha edge work; ``full-r2`` and ``full-r3``: ``full``'s recipe and seed on rebuilds by the
+renderers of issue 17 (``synth.render.RENDER_VERSION`` 2 and 3)."""
 COMPARISONS = (
     ("liftnet-naive", "liftnet-full", "the default recipe, seed 0"),
     ("liftnet-naive-s1", "liftnet-full-s1", "the default recipe, seed 1"),
     ("liftnet-naive", "liftnet-naive-s1", "seed spread, naive"),
     ("liftnet-full", "liftnet-full-s1", "seed spread, full"),
     ("liftnet-full", "liftnet-full-r2", "the same recipe and seed rebuilt by renderer 2 (issue 17)"),
+    ("liftnet-full", "liftnet-full-r3", "the same recipe and seed rebuilt by renderer 3 (issue 17: 8-bit noise)"),
     ("liftnet-naive", "liftnet-all", "every component on, seed 0"),
     ("liftnet-all", "liftnet-all-s1", "seed spread, all on"),
     ("liftnet-all-no-harmonization", "liftnet-all", "adding illumination harmonization"),
