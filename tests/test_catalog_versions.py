@@ -200,13 +200,17 @@ def test_two_concurrent_builds_into_one_folder(tmp_path, cache_dir):
                f"sys.argv = ['synth'] + {args + ['--overwrite']!r}\ncli()\n")
     second = subprocess.Popen([sys.executable, "-c", waiting], env=env, cwd=tmp_path, stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert second.stdout.readline().strip() == "ready"
-    first = subprocess.Popen([sys.executable, "-m", "synth.cli", *args], env=env, cwd=tmp_path, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
-    while time.time() < deadline and not (out / MARKER).exists():
-        time.sleep(0.01)
-    assert (out / MARKER).exists(), "the first build never claimed the folder"
+    try:
+        assert second.stdout.readline().strip() == "ready"
+        first = subprocess.Popen([sys.executable, "-m", "synth.cli", *args], env=env, cwd=tmp_path, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True)
+        deadline = time.time() + 120
+        while time.time() < deadline and not (out / MARKER).exists():
+            time.sleep(0.01)
+        assert (out / MARKER).exists(), "the first build never claimed the folder"
+    except BaseException:
+        second.kill()  # never let it go on to build when this test has failed
+        raise
     _, second_err = second.communicate("go\n", timeout=120)
     assert second.returncode == 2, second_err
     assert "is being written by another liftlab command (pid" in second_err and second_err.count("\n") == 1, second_err
