@@ -11,6 +11,10 @@ import numpy as np
 
 LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 
+UNIT_8 = np.arange(256, dtype=np.float32) / np.float32(255.0)
+"""``(256,)`` float32: each 8-bit level as a value in [0, 1], ``v / 255`` (a table for
+``cv2.LUT`` or per-level formulas)."""
+
 NORMAL_LEVELS = 1 << 16
 """Atoms of :func:`standard_normal`: one per 16-bit uniform draw."""
 
@@ -180,8 +184,7 @@ def gaussian_noise(image: np.ndarray, sigma_levels: float, rng: np.random.Genera
     if sigma_levels <= 0:
         return image
     if image.dtype == np.uint8:
-        unit = np.arange(256, dtype=np.float32) / np.float32(255.0)
-        noisy = np.clip(unit[:, None] + BYTE_NORMAL[None, :] * np.float32(sigma_levels / 255.0), 0.0, 1.0)
+        noisy = np.clip(UNIT_8[:, None] + BYTE_NORMAL[None, :] * np.float32(sigma_levels / 255.0), 0.0, 1.0)
         table = cv2.convertScaleAbs(noisy, alpha=255.0)  # rint(255 x), x in [0, 1]
         return noise_by_level(image, table, rng)
     x = np.asarray(image, dtype=np.float32)

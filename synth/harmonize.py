@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from synth.augment import UNIT_8
+
 METHODS = ("none", "illumination", "reinhard", "histogram", "poisson")
 
 # Standard deviation of BT.601 luma for unit i.i.d. noise in each RGB channel.
@@ -396,7 +398,7 @@ def linear_to_srgb_u8(lin: np.ndarray) -> np.ndarray:
     return _where_le(v, 0.0031308, cv2.convertScaleAbs(v, alpha=255.0 * 12.92), out).reshape(x.shape)
 
 
-SRGB_TO_LINEAR_8 = srgb_to_linear(np.arange(256, dtype=np.float32) / np.float32(255.0))
+SRGB_TO_LINEAR_8 = srgb_to_linear(UNIT_8)
 """``(256,)`` float32: :func:`srgb_to_linear` of each 8-bit level (``cv2.LUT`` of a uint8 image)."""
 
 

@@ -79,13 +79,11 @@ class _LRU(OrderedDict):
 
 _FG_CACHE = _LRU(64)
 _BG_CACHE = _LRU(32)
-_UNIT = np.arange(256, dtype=np.float32) / np.float32(255.0)
-"""8-bit levels as float32 in [0, 1]: ``x.astype(float32) / 255`` by table."""
 
 
 def _unit(x8: np.ndarray) -> np.ndarray:
-    """uint8 -> float32 in [0, 1], exactly ``x8.astype(np.float32) / 255``."""
-    return cv2.LUT(x8, _UNIT)
+    """uint8 -> float32 in [0, 1], exactly ``x8.astype(np.float32) / 255`` (by table)."""
+    return cv2.LUT(x8, augment.UNIT_8)
 
 
 def _fg(ctx: BuildContext, fg_id: str) -> tuple[np.ndarray, np.ndarray]:
