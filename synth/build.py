@@ -16,7 +16,7 @@ from sqlalchemy import select
 from tqdm import tqdm
 
 from synth.balance import balance_report, cell_of
-from synth.executors import Workers, chunk, default_workers, register
+from synth.executors import Workers, default_workers, guided_chunks, register
 from synth.folders import FolderError, Marker, ensure_folder, foreign_entries, locked, read_marker, write_marker
 from synth.io import stale_temporaries
 from synth.plan import SPLITS, Plan, make_plan, split_counts
@@ -287,7 +287,7 @@ def _build(recipe: Recipe, out_dir: Path, workers: int | None, executor: str, ra
         t = time.perf_counter()
         used_fg = sorted({f for s in plan.specs for f in s.fg_ids} | {s.params["occluder_fg_id"] for s in plan.specs if "occluder_fg_id" in s.params})
         used_bg = sorted({s.bg_id for s in plan.specs} | {s.params["occluder_bg_id"] for s in plan.specs if "occluder_bg_id" in s.params})
-        units = [("prep_fg", c) for c in chunk(used_fg, workers)] + [("prep_bg", c) for c in chunk(used_bg, workers)]
+        units = [("prep_fg", c) for c in guided_chunks(used_fg, workers)] + [("prep_bg", c) for c in guided_chunks(used_bg, workers)]
         hits = Counter()
         with tqdm(total=len(used_fg) + len(used_bg), desc="prepare", unit="src", disable=not progress) as bar:
             for res in pool.run(units, on_done=bar.update):
@@ -298,7 +298,7 @@ def _build(recipe: Recipe, out_dir: Path, workers: int | None, executor: str, ra
         # 5. render what is not done yet
         t = time.perf_counter()
         todo = [s for s in plan.specs if not _is_done(out_dir, s.sample_id)]
-        units = [("render", c) for c in chunk(todo, workers, per_worker=16)]
+        units = [("render", c) for c in guided_chunks(todo, workers)]
         with tqdm(total=len(plan.specs), initial=len(plan.specs) - len(todo), desc="composite", unit="img", disable=not progress) as bar:
             for _ in pool.run(units, on_done=bar.update):
                 pass

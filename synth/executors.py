@@ -124,6 +124,33 @@ def chunk(items: Sequence[Any], workers: int, per_worker: int = 4, max_size: int
     return [list(items[i : i + size]) for i in range(0, len(items), size)]
 
 
+def guided_chunks(items: Sequence[Any], workers: int, max_size: int = 64) -> list[list[Any]]:
+    """Split ``items`` into consecutive units that shrink as the work runs out: each unit takes
+    ``ceil(R / (2 workers))`` of the ``R`` items still unassigned, at most ``max_size``, at least 1.
+
+    Guided self-scheduling (Polychronopoulos and Kuck, IEEE Trans. Computers 36(12), 1987) with
+    the remainder split over twice the workers, as factoring (Hummel, Schonberg and Flynn, CACM
+    35(8), 1992) sizes its batches: early units are large (few hand-offs), the last ones hold one
+    item, so no worker waits at the end for another's long unit. Equal chunks of ``n / (16
+    workers)`` left one of two workers idle for up to a whole unit at the end of a build
+    (``benchmarks/synth_throughput.py``).
+
+    Args:
+        items: in order; the units keep it (concatenated, they are ``items``).
+        workers: >= 1 (a smaller value counts as 1). max_size: >= 1, the largest unit.
+
+    Returns:
+        The units, each a non-empty list; none when ``items`` is empty.
+    """
+    parts = 2 * max(1, workers)
+    out, at, n = [], 0, len(items)
+    while at < n:
+        size = max(1, min(max_size, -(-(n - at) // parts)))
+        out.append(list(items[at : at + size]))
+        at += size
+    return out
+
+
 class Workers:
     """Workers that hold ``ctx``, started once and used for every phase of a job (:meth:`run`).
 

@@ -266,3 +266,17 @@ def test_a_worker_keeps_freed_frames_instead_of_faulting_them_in_again():
     # again (thousands a sample; 7,500 a 1024 composite); kept, they are reused without a fault
     assert faults("default") > 10 * 500
     assert faults("keep") < 100
+
+
+def test_guided_units_shrink_to_single_items_and_keep_the_order():
+    from synth.executors import guided_chunks
+
+    # by hand: 80 items on 2 workers, each unit ceil(R / 4) of the R left
+    units = guided_chunks(list(range(80)), 2)
+    assert [len(u) for u in units] == [20, 15, 12, 9, 6, 5, 4, 3, 2, 1, 1, 1, 1]
+    assert [x for u in units for x in u] == list(range(80))
+    # the cap holds the first units of a long build; the tail still ends in single items
+    sizes = [len(u) for u in guided_chunks(list(range(1000)), 4, max_size=64)]
+    assert sizes[:8] == [64] * 8 and sizes[8] == 61 and sizes[-1] == 1 and sum(sizes) == 1000
+    assert all(a >= b for a, b in zip(sizes, sizes[1:]))
+    assert guided_chunks([], 3) == [] and guided_chunks(["a"], 0) == [["a"]]
