@@ -62,16 +62,25 @@ class BuildContext:
 
 
 class _LRU(OrderedDict):
+    """The ``size`` most recently used prepared inputs of this process, per build context.
+
+    An entry holds its context, and a hit must be that same object: a context's ``id`` is reused
+    once it is freed, and a later build in the same process (another recipe, other photos under
+    the same ids) must never read an earlier one's arrays."""
+
     def __init__(self, size: int):
         super().__init__()
         self.size = size
 
-    def get_or(self, key, make):
-        if key in self:
+    def get_or(self, ctx, item_id: str, make):
+        key = (id(ctx), item_id)
+        hit = self.get(key)
+        if hit is not None and hit[0] is ctx:
             self.move_to_end(key)
-            return self[key]
+            return hit[1]
         value = make()
-        self[key] = value
+        self[key] = (ctx, value)
+        self.move_to_end(key)
         if len(self) > self.size:
             self.popitem(last=False)
         return value
@@ -91,7 +100,7 @@ def _fg(ctx: BuildContext, fg_id: str) -> tuple[np.ndarray, np.ndarray]:
         f8, a8, _ = load_foreground(ctx.fgs[fg_id], ctx.recipe.edges, ctx.cache_dir)
         return _unit(f8), _unit(a8)
 
-    return _FG_CACHE.get_or((id(ctx), fg_id), make)
+    return _FG_CACHE.get_or(ctx, fg_id, make)
 
 
 def _bg(ctx: BuildContext, bg_id: str) -> tuple[np.ndarray, np.ndarray | None]:
@@ -99,7 +108,7 @@ def _bg(ctx: BuildContext, bg_id: str) -> tuple[np.ndarray, np.ndarray | None]:
         rgb, hole, _ = load_background(ctx.bgs[bg_id], ctx.cache_dir)
         return rgb, hole
 
-    return _BG_CACHE.get_or((id(ctx), bg_id), make)
+    return _BG_CACHE.get_or(ctx, bg_id, make)
 
 
 def _plate(ctx: BuildContext, spec: SampleSpec, out_hw: tuple[int, int]) -> tuple[np.ndarray, dict[str, Any]]:

@@ -280,3 +280,29 @@ def test_guided_units_shrink_to_single_items_and_keep_the_order():
     assert sizes[:8] == [64] * 8 and sizes[8] == 61 and sizes[-1] == 1 and sum(sizes) == 1000
     assert all(a >= b for a, b in zip(sizes, sizes[1:]))
     assert guided_chunks([], 3) == [] and guided_chunks(["a"], 0) == [["a"]]
+
+
+def test_a_later_build_in_the_same_process_never_reads_an_earlier_ones_subjects(tmp_path, cache_dir, monkeypatch):
+    import synth.render as render
+    from tests.conftest import ECSSD
+
+    # other photos under the same ids: ECSSD's first 16, mirrored
+    mirrored = tmp_path / "mirrored"
+    for sub in ("images", "masks"):
+        (mirrored / sub).mkdir(parents=True)
+    for p in sorted((ECSSD / "images").glob("*.jpg"))[:16]:
+        cv2.imwrite(str(mirrored / "images" / p.name), cv2.imread(str(p))[:, ::-1])
+        cv2.imwrite(str(mirrored / "masks" / f"{p.stem}.png"), cv2.imread(str(ECSSD / "masks" / f"{p.stem}.png"), cv2.IMREAD_GRAYSCALE)[:, ::-1])
+
+    def doc(root: Path) -> dict:
+        d = ecssd_recipe(cache_dir, n_samples=4, negatives=0.0, catalog={"enabled": False})
+        d["sources"]["foregrounds"][0].update(images=str(root / "images"), masks=str(root / "masks"))
+        return d
+
+    alone = build(parse_recipe(doc(mirrored)), tmp_path / "alone", workers=1, progress=False)
+    # every context gets the same id, as a freed context's id is given to the next one
+    monkeypatch.setattr(render, "id", lambda obj: 7, raising=False)
+    build(parse_recipe(doc(ECSSD)), tmp_path / "first", workers=1, progress=False)
+    later = build(parse_recipe(doc(mirrored)), tmp_path / "later", workers=1, progress=False)
+    assert tree(later.out_dir) == tree(alone.out_dir)
+    assert tree(later.out_dir)["images/0000000.jpg"] != tree(tmp_path / "first")["images/0000000.jpg"]
