@@ -129,6 +129,14 @@ def noise_by_level(image8: np.ndarray, table: np.ndarray, rng: np.random.Generat
     return out.reshape(image8.shape)
 
 
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    """float32 in [0, 1] -> uint8, ``rint(255 x)`` (round half to even), any shape; values above 1
+    saturate at 255. OpenCV's saturating conversion takes ``|255 x|``, so the input must not be
+    negative (every image and alpha of the renderer is clipped to [0, 1])."""
+    x = np.ascontiguousarray(image, dtype=np.float32)
+    return cv2.convertScaleAbs(x.reshape(-1, 1), alpha=255.0).reshape(x.shape)
+
+
 def jitter_matrix(mean_luma: float, brightness: float, contrast: float, saturation: float, hue_deg: float) -> np.ndarray:
     """The ``(3, 4)`` affine RGB map of :func:`color_jitter` (last column: offset)."""
     eye = np.eye(3, dtype=np.float64)
@@ -185,8 +193,7 @@ def gaussian_noise(image: np.ndarray, sigma_levels: float, rng: np.random.Genera
         return image
     if image.dtype == np.uint8:
         noisy = np.clip(UNIT_8[:, None] + BYTE_NORMAL[None, :] * np.float32(sigma_levels / 255.0), 0.0, 1.0)
-        table = cv2.convertScaleAbs(noisy, alpha=255.0)  # rint(255 x), x in [0, 1]
-        return noise_by_level(image, table, rng)
+        return noise_by_level(image, to_uint8(noisy), rng)
     x = np.asarray(image, dtype=np.float32)
     words = normal_words(rng, x.size).reshape(x.shape)
     out = np.empty(x.shape, np.float32)

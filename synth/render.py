@@ -29,6 +29,7 @@ import cv2
 import numpy as np
 
 from synth import augment, camera, harmonize, plates
+from synth.augment import to_uint8
 from synth.compositing import (
     Layer, Placement, composite_layers, cover_crop, cutout_occluder_layer, occluder_layer, place, rgb, subject_alpha, to_work_size, warp_premult,
 )
@@ -436,14 +437,6 @@ def render_pixels(ctx: BuildContext, spec: SampleSpec) -> Rendered:
         **crop_rec,
     }
     return Rendered(image8, alpha, box, info)
-
-
-def to_uint8(image: np.ndarray) -> np.ndarray:
-    """float32 in [0, 1] -> uint8, ``rint(255 x)`` (round half to even), any shape; values above 1
-    saturate at 255. OpenCV's saturating conversion takes ``|255 x|``, so the input must not be
-    negative (every image and alpha of the renderer is clipped to [0, 1])."""
-    x = np.ascontiguousarray(image, dtype=np.float32)
-    return cv2.convertScaleAbs(x.reshape(-1, 1), alpha=255.0).reshape(x.shape)
 
 
 def part_path(out_dir: Path, sample_id: str) -> Path:
