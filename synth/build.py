@@ -20,7 +20,7 @@ from synth.executors import Workers, default_workers, guided_chunks, register
 from synth.folders import FolderError, Marker, ensure_folder, foreign_entries, locked, read_marker, write_marker
 from synth.io import stale_temporaries
 from synth.plan import SPLITS, Plan, make_plan, split_counts
-from synth.prepare import default_cache_dir, load_background, load_foreground
+from synth.prepare import default_cache_dir, fg_cached, load_background, load_foreground, uses_pymatting
 from synth.recipe import Recipe, load_recipe
 from synth.render import OUTPUT_DIRS, PARTS_DIR, RENDER_VERSION, BuildContext, part_path, render_sample
 from synth.sources import BackgroundItem, ForegroundItem, QuarantineEntry, scan_backgrounds, scan_foregrounds
@@ -278,15 +278,24 @@ def _build(recipe: Recipe, out_dir: Path, workers: int | None, executor: str, ra
 
     ctx = BuildContext(recipe=recipe, fgs={f.fg_id: f for f in fgs}, bgs={b.bg_id: b for b in bgs}, cache_dir=Path(cache_dir), out_dir=out_dir)
 
+    used_fg = sorted({f for s in plan.specs for f in s.fg_ids} | {s.params["occluder_fg_id"] for s in plan.specs if "occluder_fg_id" in s.params})
+    used_bg = sorted({s.bg_id for s in plan.specs} | {s.params["occluder_bg_id"] for s in plan.specs if "occluder_bg_id" in s.params})
+    warm: tuple[str, ...] = ()
+    if any(uses_pymatting(ctx.fgs[f], recipe.edges) and not fg_cached(ctx.fgs[f], recipe.edges, ctx.cache_dir) for f in used_fg):
+        # pymatting compiles its numba kernels on its first import after an install (about 50 s on
+        # one core, then 1 s from numba's disk cache): the workers load it as they start, so that
+        # preparation's time and throughput are the matting alone
+        warm = ("pymatting",)
+        if progress:
+            tqdm.write("start: loading pymatting for matting (its first use after an install compiles it, up to a minute)")
+
     # 3. start the workers once: their start-up is its own phase, outside preparation and compositing
     t = time.perf_counter()
-    with Workers(ctx, workers=workers, executor=executor, ray_address=ray_address) as pool:
+    with Workers(ctx, workers=workers, executor=executor, ray_address=ray_address, warm=warm) as pool:
         timings["start"] = time.perf_counter() - t
 
         # 4. prepare what the plan uses, once per input
         t = time.perf_counter()
-        used_fg = sorted({f for s in plan.specs for f in s.fg_ids} | {s.params["occluder_fg_id"] for s in plan.specs if "occluder_fg_id" in s.params})
-        used_bg = sorted({s.bg_id for s in plan.specs} | {s.params["occluder_bg_id"] for s in plan.specs if "occluder_bg_id" in s.params})
         units = [("prep_fg", c) for c in guided_chunks(used_fg, workers)] + [("prep_bg", c) for c in guided_chunks(used_bg, workers)]
         hits = Counter()
         with tqdm(total=len(used_fg) + len(used_bg), desc="prepare", unit="src", disable=not progress) as bar:

@@ -75,10 +75,10 @@ def _import_all(modules: Sequence[str]) -> None:
         importlib.import_module(name)  # registers the module's handlers in a fresh worker
 
 
-def _init_worker(ctx: Any, modules: Sequence[str] = DEFAULT_MODULES) -> None:
+def _init_worker(ctx: Any, modules: Sequence[str] = DEFAULT_MODULES, warm: Sequence[str] = ()) -> None:
     global _CTX
     _single_thread()
-    _import_all(modules)
+    _import_all((*modules, *warm))
     _CTX = ctx
 
 
@@ -158,15 +158,21 @@ class Workers:
     Entering starts them (processes, module imports, the context shipped once per worker, one
     warm-up task each), so a phase's time is its work alone; leaving stops them. ``workers <= 1``
     with ``local`` runs inline: this process then gets a worker's set-up (one OpenCV thread, freed
-    memory kept, :func:`keep_freed_memory`). ``ray`` starts (or joins, with ``ray_address``) Ray,
-    puts the context in its object store once, and gives back an instance it started itself.
+    memory kept, :func:`keep_freed_memory`, ``warm`` imported). ``ray`` starts (or joins, with
+    ``ray_address``) Ray, puts the context in its object store once, and gives back an instance it
+    started itself; its workers import ``warm`` with their first unit.
 
     Args:
         ctx: the job's context, shipped once per worker.
         workers: process count for ``local``; CPU count asked of a local Ray instance for ``ray``.
         executor: ``local`` or ``ray``.
         ray_address: Ray cluster address (``auto``, ``ray://host:10001``); None starts a local one.
-        modules: modules a worker imports so that their handlers are registered.
+        modules: modules a worker imports so that their handlers are registered (a fork server
+            preloads them).
+        warm: modules each worker imports as it starts, after it is forked, because their import
+            is slow: pymatting compiles its numba kernels on its first import after an install.
+            Never preloaded: once numba's OpenMP threading layer runs in a process, a fork of it
+            aborts ("fork() called from a process already using GNU OpenMP").
 
     Raises:
         ImportError: ``ray`` asked for but not installed (``pip install liftlab[distributed]``).
@@ -174,10 +180,11 @@ class Workers:
     """
 
     def __init__(self, ctx: Any, *, workers: int, executor: str = "local", ray_address: str | None = None,
-                 modules: Sequence[str] = DEFAULT_MODULES):
+                 modules: Sequence[str] = DEFAULT_MODULES, warm: Sequence[str] = ()):
         if executor not in ("local", "ray"):
             raise ValueError(f"unknown executor {executor!r}; use 'local' or 'ray'")
         self.ctx, self.workers, self.executor, self.ray_address, self.modules = ctx, workers, executor, ray_address, tuple(modules)
+        self.warm = tuple(warm)
         self._pool: ProcessPoolExecutor | None = None
         self._ray = None
         self._ray_started = False
@@ -187,11 +194,12 @@ class Workers:
             self._start_ray()
         elif self.workers > 1:
             self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=_mp_context(self.modules),
-                                             initializer=_init_worker, initargs=(self.ctx, self.modules))
+                                             initializer=_init_worker, initargs=(self.ctx, self.modules, self.warm))
             # each warm-up task holds its worker a moment, so every worker starts now
             list(self._pool.map(_ready, range(self.workers)))
         else:
             _single_thread()
+            _import_all(self.warm)
         return self
 
     def __exit__(self, *exc) -> None:
@@ -207,7 +215,7 @@ class Workers:
         with the item count of each finished unit (progress bars)."""
         if self._ray is not None:
             remote = self._ray.remote(num_cpus=1)(_ray_unit)
-            refs = {remote.remote(self._ctx_ref, u, self.modules): len(u[1]) for u in units}
+            refs = {remote.remote(self._ctx_ref, u, (*self.modules, *self.warm)): len(u[1]) for u in units}
             while refs:
                 done, _ = self._ray.wait(list(refs), num_returns=1)
                 for ref in done:

@@ -152,6 +152,21 @@ def _write_entry(cache_dir: Path, kind: str, key: str, arr: np.ndarray) -> None:
     atomic_write_bytes(_cache_path(cache_dir, kind, key), buf.getvalue())
 
 
+def uses_pymatting(item: ForegroundItem, edges: Edges) -> bool:
+    """Whether :func:`prepare_foreground` may call pymatting for ``item``: to solve a binary mask's
+    unknown band (``edges.alpha == 'refine'``) or to estimate a photo's foreground colours."""
+    if item.kind == "rgba":
+        return False
+    return (item.kind == "image_mask" and edges.alpha == "refine") or edges.foreground_estimation
+
+
+def fg_cached(item: ForegroundItem, edges: Edges, cache_dir: Path) -> bool:
+    """Whether a prepared ``item`` is in the cache (as ``.npy``, or as an earlier liftlab's PNG);
+    an unreadable entry counts as cached here and is prepared again when loaded."""
+    key = fg_cache_key(item, edges)
+    return _cache_path(cache_dir, "fg", key).is_file() or _cache_path(cache_dir, "fg", key, ".png").is_file()
+
+
 def load_foreground(item: ForegroundItem, edges: Edges, cache_dir: Path) -> tuple[np.ndarray, np.ndarray, bool]:
     """Prepared subject from the cache, preparing and caching it on a miss.
 

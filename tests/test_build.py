@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -306,3 +307,49 @@ def test_a_later_build_in_the_same_process_never_reads_an_earlier_ones_subjects(
     later = build(parse_recipe(doc(mirrored)), tmp_path / "later", workers=1, progress=False)
     assert tree(later.out_dir) == tree(alone.out_dir)
     assert tree(later.out_dir)["images/0000000.jpg"] != tree(tmp_path / "first")["images/0000000.jpg"]
+
+
+def test_workers_load_pymatting_as_they_start_only_when_preparation_mats(tmp_path, monkeypatch):
+    import synth.build as build_module
+    from synth.executors import Workers
+    from synth.prepare import uses_pymatting
+    from synth.recipe import Edges
+    from synth.sources import ForegroundItem
+
+    warmed = []
+
+    class Recording(Workers):
+        def __init__(self, ctx, **kw):
+            warmed.append(tuple(kw.get("warm", ())))
+            super().__init__(ctx, **kw)
+
+    monkeypatch.setattr(build_module, "Workers", Recording)
+    doc = ecssd_recipe(tmp_path / "cache", n_samples=4, negatives=0.0, catalog={"enabled": False})
+    cold = build(parse_recipe(doc), tmp_path / "cold", workers=1, progress=False)
+    warm = build(parse_recipe(doc), tmp_path / "warm", workers=1, progress=False)
+    # pymatting's first import after an install compiles its kernels for about a minute: it is
+    # loaded as the workers start when a subject is to be matted, and not at all from a warm cache
+    assert cold.report["preparation"]["prepared"] > 0 and warm.report["preparation"]["prepared"] == 0
+    assert warmed == [("pymatting",), ()]
+    # two fresh worker processes load it after their fork (a fork server that had loaded it would
+    # abort its forks: numba's OpenMP layer refuses them) and build the same bytes
+    shutil.rmtree(tmp_path / "cache")  # the test's own cache: prepared again
+    recipe_path = tmp_path / "r.yaml"
+    recipe_path.write_text(yaml.safe_dump(doc))
+    cmd = [sys.executable, "-m", "synth.cli", "build", "--recipe", str(recipe_path), "--out", str(tmp_path / "two"), "--workers", "2", "--no-progress"]
+    run = subprocess.run(cmd, env=dict(os.environ, PYTHONPATH=str(ROOT)), cwd=tmp_path, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-2000:]
+    two = json.loads((tmp_path / "two" / "build_report.json").read_text())
+    assert two["preparation"]["prepared"] == cold.report["preparation"]["prepared"] and tree(tmp_path / "two") == tree(cold.out_dir)
+    # binary masks pasted as they are, photo colours kept: prepared afresh, without pymatting
+    binary = build(parse_recipe(dict(doc, edges={"alpha": "binary", "foreground_estimation": False})), tmp_path / "binary",
+                   workers=1, progress=False)
+    assert binary.report["preparation"]["prepared"] > 0 and warmed[-1] == ()
+    # by hand, from what prepare_foreground does with each kind
+    def item(kind: str) -> ForegroundItem:
+        return ForegroundItem("a", "pool", kind, None, None, "a", "0" * 64, 1, 1)
+
+    binary_kept = Edges(alpha="binary", foreground_estimation=False)
+    assert [uses_pymatting(item(k), Edges()) for k in ("image_mask", "image_alpha", "rgba")] == [True, True, False]
+    assert [uses_pymatting(item(k), binary_kept) for k in ("image_mask", "image_alpha", "rgba")] == [False, False, False]
+    assert uses_pymatting(item("image_alpha"), Edges(alpha="binary")) and uses_pymatting(item("image_mask"), Edges(foreground_estimation=False))
