@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import sys
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -287,7 +288,7 @@ def _build(recipe: Recipe, out_dir: Path, workers: int | None, executor: str, ra
         # preparation's time and throughput are the matting alone
         warm = ("pymatting",)
         if progress:
-            tqdm.write("start: loading pymatting for matting (its first use after an install compiles it, up to a minute)")
+            tqdm.write("start: loading pymatting for matting (its first use after an install compiles it, up to a minute)", file=sys.stderr)
 
     # 3. start the workers once: their start-up is its own phase, outside preparation and compositing
     t = time.perf_counter()
