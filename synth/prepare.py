@@ -121,6 +121,11 @@ def _cache_path(cache_dir: Path, kind: str, key: str, ext: str = ".npy") -> Path
     return cache_dir / kind / key[:2] / f"{key}{ext}"
 
 
+def _entry_files(cache_dir: Path, kind: str, key: str) -> tuple[Path, Path]:
+    """Where an entry is cached: its ``.npy``, and the lossless PNG an earlier liftlab wrote."""
+    return _cache_path(cache_dir, kind, key), _cache_path(cache_dir, kind, key, ".png")
+
+
 def _read_entry(cache_dir: Path, kind: str, key: str) -> np.ndarray | None:
     """A cached ``(h, w, 4)`` uint8 entry (RGB + alpha or hole), or None on a miss.
 
@@ -128,7 +133,7 @@ def _read_entry(cache_dir: Path, kind: str, key: str) -> np.ndarray | None:
     millisecond against 3.5 ms for an ECSSD photo, read once a sample), at about twice the disk.
     An entry an earlier liftlab cached as a lossless PNG (BGRA) is read once and rewritten as
     ``.npy``, so no preparation is done again. An unreadable entry is a miss (prepared again)."""
-    path = _cache_path(cache_dir, kind, key)
+    path, old = _entry_files(cache_dir, kind, key)
     if path.is_file():
         try:
             arr = np.load(path, allow_pickle=False)
@@ -136,7 +141,6 @@ def _read_entry(cache_dir: Path, kind: str, key: str) -> np.ndarray | None:
             arr = None
         if arr is not None and arr.dtype == np.uint8 and arr.ndim == 3 and arr.shape[2] == 4:
             return arr
-    old = _cache_path(cache_dir, kind, key, ".png")
     if old.is_file():
         bgra = cv2.imread(str(old), cv2.IMREAD_UNCHANGED)
         if bgra is not None and bgra.ndim == 3 and bgra.shape[2] == 4 and bgra.dtype == np.uint8:
@@ -163,8 +167,7 @@ def uses_pymatting(item: ForegroundItem, edges: Edges) -> bool:
 def fg_cached(item: ForegroundItem, edges: Edges, cache_dir: Path) -> bool:
     """Whether a prepared ``item`` is in the cache (as ``.npy``, or as an earlier liftlab's PNG);
     an unreadable entry counts as cached here and is prepared again when loaded."""
-    key = fg_cache_key(item, edges)
-    return _cache_path(cache_dir, "fg", key).is_file() or _cache_path(cache_dir, "fg", key, ".png").is_file()
+    return any(p.is_file() for p in _entry_files(cache_dir, "fg", fg_cache_key(item, edges)))
 
 
 def load_foreground(item: ForegroundItem, edges: Edges, cache_dir: Path) -> tuple[np.ndarray, np.ndarray, bool]:
