@@ -203,6 +203,8 @@ class _Inputs:
     plan: Plan
     fingerprint: str
     timings: dict[str, float]
+    scanned: Counter
+    """Items the scan took from its memo (``memo_hits``) and decoded (``decoded``)."""
 
 
 def _inputs(recipe: Recipe) -> _Inputs:
@@ -215,13 +217,15 @@ def _inputs(recipe: Recipe) -> _Inputs:
     timings: dict[str, float] = {}
     t = time.perf_counter()
     fgs, bgs, quarantine, provenance = [], [], [], {}
+    cache_dir = recipe.cache_dir or default_cache_dir()  # the scan memo lives beside the prepared inputs
+    scanned: Counter = Counter()
     for pool in recipe.sources.foregrounds:
-        items, q, prov = scan_foregrounds(pool)
+        items, q, prov = scan_foregrounds(pool, cache_dir, scanned)
         fgs += items
         quarantine += q
         provenance.update(prov)
     for pool in recipe.sources.backgrounds:
-        items, q = scan_backgrounds(pool, tuple(recipe.output.size))
+        items, q = scan_backgrounds(pool, tuple(recipe.output.size), cache_dir, scanned)
         bgs += items
         quarantine += q
     timings["scan"] = time.perf_counter() - t
@@ -242,7 +246,7 @@ def _inputs(recipe: Recipe) -> _Inputs:
     plan = make_plan(recipe, fgs, bgs)
     fingerprint = _fingerprint(recipe, fgs, bgs)
     timings["plan"] = time.perf_counter() - t
-    return _Inputs(fgs, bgs, quarantine, provenance, plan, fingerprint, timings)
+    return _Inputs(fgs, bgs, quarantine, provenance, plan, fingerprint, timings, scanned)
 
 
 def _build(recipe: Recipe, out_dir: Path, workers: int | None, executor: str, ray_address: str | None, resume: bool,
@@ -327,7 +331,7 @@ def _build(recipe: Recipe, out_dir: Path, workers: int | None, executor: str, ra
     (out_dir / "quarantine.json").write_text(json.dumps([q.__dict__ for q in quarantine], indent=2))
     timings["write"] = time.perf_counter() - t
 
-    report = _report(recipe, plan, records, quarantine, hits, out_dir, timings)
+    report = _report(recipe, plan, records, quarantine, hits, out_dir, timings, inputs.scanned)
     report["contact_sheet"] = write_contact_sheet(out_dir / "contact_sheet.png", out_dir, records)
     dataset_id = None
     if recipe.catalog.enabled:
@@ -361,8 +365,8 @@ def preparation_rate(hits: Counter, seconds: float | None) -> dict[str, Any]:
 
 
 def _report(recipe: Recipe, plan, records, quarantine: list[QuarantineEntry], hits: Counter, out_dir: Path,
-            timings: dict[str, float] | None = None) -> dict[str, Any]:
-    timings = timings or {}
+            timings: dict[str, float] | None = None, scanned: Counter | None = None) -> dict[str, Any]:
+    timings, scanned = timings or {}, scanned or Counter()
     pos = [r for r in records if r["has_subject"]]
     achieved = Counter(cell_of(r["attributes"], plan.columns) for r in pos)
     uses = Counter(f for r in pos for f in r["fg_ids"])
@@ -413,6 +417,9 @@ def _report(recipe: Recipe, plan, records, quarantine: list[QuarantineEntry], hi
         "cache": {
             "foreground_hits": hits[("fg", True)], "foreground_prepared": hits[("fg", False)],
             "background_hits": hits[("bg", True)], "background_prepared": hits[("bg", False)],
+            # items whose validation and attributes the scan read from its memo (same bytes as a
+            # scan before) or decoded
+            "scan_memo_hits": scanned["memo_hits"], "scan_decoded": scanned["decoded"],
         },
         "preparation": preparation_rate(hits, timings.get("prepare")),
     }

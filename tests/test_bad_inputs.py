@@ -97,6 +97,91 @@ def test_bad_inputs_are_quarantined_and_the_build_goes_on(tmp_path, cache_dir):
     assert res.report["counts"]["samples"] == 10
 
 
+
+def test_a_rescan_reads_usable_items_from_the_memo_and_decodes_only_bad_or_changed_files(tmp_path, monkeypatch):
+    """The scan memo gives exactly a plain scan's items and quarantine: usable items and skipped
+    plates come back without decoding; bad files are decoded and named on every scan; changed
+    bytes, another check setting or a broken table mean decoding again."""
+    from collections import Counter
+
+    import synth.sources as sources
+    from synth.recipe import BackgroundPool, ForegroundPool
+    from synth.sources import scan_backgrounds, scan_foregrounds
+
+    images, masks = _pool(tmp_path)
+    memo = tmp_path / "cache"
+    fg_pool = ForegroundPool(name="mixed", kind="image_mask", images=images, masks=masks)
+    bg_pool = BackgroundPool(name="plates", kind="masked", images=images, masks=masks, max_subject_fraction=0.3)
+
+    def scans(cache, fg_counts=None, bg_counts=None):
+        return scan_foregrounds(fg_pool, cache, fg_counts), scan_backgrounds(bg_pool, (64, 64), cache, bg_counts)
+
+    plain = scans(None)
+    (fgs, fq, _), (bgs, bq) = plain
+    # 17 ids have a photo and a mask (all but nomask and the duplicated dup). As subjects 12 are
+    # usable and 5 bad; as plates 8 are usable, 6 skipped (subject over 30 % of the frame), 3 bad
+    # (empty is a plate with nothing to inpaint, full a skipped one)
+    bad_fg = {"trunc", "corrupt", "wrongsize", "empty", "full"}
+    bad_bg = {"trunc", "corrupt", "wrongsize"}
+    assert {q.item_id.split("/")[1] for q in fq} == bad_fg | {"nomask", "dup"} and len(fgs) == 12
+    assert {q.item_id.split("/")[1] for q in bq if q.kind == "bad_input"} == bad_bg | {"nomask", "dup"}
+    assert sum(q.kind == "skipped" for q in bq) == 6 and len(bgs) == 8
+
+    fc, bc = Counter(), Counter()
+    assert scans(memo, fc, bc) == plain
+    assert fc == {"decoded": 17} and bc == {"decoded": 17}
+    decoded = []
+    real_rgb, real_gray = sources.read_rgb, sources.read_gray
+    monkeypatch.setattr(sources, "read_rgb", lambda p: decoded.append(Path(p).stem) or real_rgb(p))
+    monkeypatch.setattr(sources, "read_gray", lambda p: decoded.append(Path(p).stem) or real_gray(p))
+    fc, bc = Counter(), Counter()
+    assert scans(memo, fc, bc) == plain  # the same items, and each bad file named again
+    assert fc == {"memo_hits": 12, "decoded": 5} and bc == {"memo_hits": 14, "decoded": 3}
+    # decoded: the bad files, and the photo without a mask (checked before its missing mask is named)
+    assert set(decoded) == bad_fg | {"nomask"}
+
+    # changed bytes: only that item is decoded again, and its new mask describes it
+    m = cv2.imread(str(masks / "0001.png"), cv2.IMREAD_GRAYSCALE)
+    m[:, : m.shape[1] // 2] = 0
+    cv2.imwrite(str(masks / "0001.png"), m)
+    decoded.clear()
+    fc, bc = Counter(), Counter()
+    after = scans(memo, fc, bc)
+    assert fc["decoded"] == 6 and bc["decoded"] == 4 and decoded.count("0001") == 4  # photo and mask, in both pools
+    assert after == scans(None)
+    new = next(f for f in after[0][0] if f.fg_id == "mixed/0001")
+    old = next(f for f in fgs if f.fg_id == "mixed/0001")
+    assert new.sha256 != old.sha256 and new.attributes["source_area_fraction"] < old.attributes["source_area_fraction"]
+
+    # another check setting has its own table: decoded once, then read back
+    strict = bg_pool.model_copy(update={"max_subject_fraction": 0.05})
+    c1, c2 = Counter(), Counter()
+    assert scan_backgrounds(strict, (64, 64), memo, c1) == scan_backgrounds(strict, (64, 64), None)
+    assert scan_backgrounds(strict, (64, 64), memo, c2) == scan_backgrounds(strict, (64, 64), None)
+    assert c1 == {"decoded": 17} and c2 == {"memo_hits": 14, "decoded": 3}
+    assert len(list((memo / "scan").glob("*.json"))) == 3
+
+    # a table that cannot be read is empty, and is written anew; an entry that lacks a value is a miss
+    for table in (memo / "scan").glob("*.json"):
+        table.write_text("{not json")
+    fc, bc = Counter(), Counter()
+    assert scans(memo, fc, bc) == scans(None) and fc == {"decoded": 17} and bc == {"decoded": 17}
+    fg_table = next(t for t in (memo / "scan").glob("*.json") if t.read_text().startswith("{") and "touch_sides" in t.read_text())
+    entries = json.loads(fg_table.read_text())
+    assert len(entries) == 12  # written anew: the usable subjects of this scan only
+    del entries[new.sha256]["touch_sides"]
+    fg_table.write_text(json.dumps(entries))
+    fc = Counter()
+    assert scan_foregrounds(fg_pool, memo, fc) == after[0] and fc == {"memo_hits": 11, "decoded": 6}
+    assert "touch_sides" in json.loads(fg_table.read_text())[new.sha256]
+
+    # a memo that cannot be written (here its folder's name is taken by a file) is only not kept
+    blocked = tmp_path / "blocked"
+    blocked.mkdir()
+    (blocked / "scan").write_text("not a folder")
+    fc = Counter()
+    assert scan_foregrounds(fg_pool, blocked, fc) == after[0] and fc == {"decoded": 17}
+
 def test_too_many_bad_inputs_fail_the_build(tmp_path, cache_dir):
     images, masks = _pool(tmp_path)
     doc = ecssd_recipe(cache_dir, n_samples=4, catalog={"enabled": False}, quarantine={"max_fraction": 0.05})

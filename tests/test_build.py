@@ -124,9 +124,14 @@ def test_build_registers_in_postgres(tmp_path, cache_dir, pg_url):
 
 
 def test_identical_bytes_for_any_worker_count(tmp_path, cache_dir):
-    doc = ecssd_recipe(cache_dir, catalog={"enabled": False}, harmonization={"method": "poisson", "light_wrap": {"enabled": True}, "match_noise": True})
+    """... and whether the scan decoded the inputs or read them from its memo."""
+    cache = tmp_path / "cache"
+    shutil.copytree(cache_dir, cache, ignore=shutil.ignore_patterns("scan"))  # the prepared inputs, no scan memo
+    doc = ecssd_recipe(cache, catalog={"enabled": False}, harmonization={"method": "poisson", "light_wrap": {"enabled": True}, "match_noise": True})
     one = build(parse_recipe(doc), tmp_path / "w1", workers=1, progress=False)
     two = build(parse_recipe(doc), tmp_path / "w2", workers=2, progress=False)
+    scanned = [(r.report["cache"]["scan_decoded"], r.report["cache"]["scan_memo_hits"]) for r in (one, two)]
+    assert scanned == [(16 + 24, 0), (0, 16 + 24)]  # 16 subjects and 24 plates
     assert tree(one.out_dir) == tree(two.out_dir)
     assert report_without_timings(one.out_dir) == report_without_timings(two.out_dir)
     # and a different seed really changes the pixels
